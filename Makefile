@@ -1,0 +1,60 @@
+# ledgerlet — build, run, test.
+GO        ?= go
+BIN       := bin/ledgerlet
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+DATA_DIR  ?= $(CURDIR)/.run
+DEV_DIR   ?= /var/lib/ledgerlet-dev
+ENDPOINT  ?= unix:///run/containerd/containerd.sock
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME  ?= 10s
+
+.PHONY: all build run test test-unit test-e2e fuzz bench lint clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ledgerlet
+
+# The agent on examples/manifests. Uses the containerd at $(ENDPOINT) when it
+# answers, otherwise starts the project's private one (hack/dev-containerd).
+run: build
+	@endpoint='$(ENDPOINT)'; \
+	sock=$${endpoint#unix://}; \
+	if ! { [ -S "$$sock" ] && ctr --address "$$sock" version >/dev/null 2>&1; }; then \
+	  echo "no containerd at $$endpoint; starting the private one (hack/dev-containerd up)"; \
+	  endpoint=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-containerd up | tail -n 1) || exit 1; \
+	fi; \
+	mkdir -p $(DATA_DIR); \
+	exec $(BIN) run --pod-manifest-path $(CURDIR)/examples/manifests \
+	  --container-runtime-endpoint "$$endpoint" --data-dir $(DATA_DIR) \
+	  --pod-logs-dir $(DATA_DIR)/pods-logs --hostname-override $${NODE_NAME:-$$(hostname)}
+
+# Everything: lint, unit and property tests (race detector), short fuzz runs,
+# and end-to-end tests against a private containerd.
+test: lint test-unit fuzz test-e2e
+
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+test-e2e:
+	@endpoint=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-containerd up | tail -n 1) || exit 1; \
+	LEDGERLET_CRI_ENDPOINT=$$endpoint LEDGERLET_E2E=1 $(GO) test -count=1 -p 1 -timeout 30m ./runtime/... ./cmd/...
+
+fuzz:
+	@set -e; for target in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/func //' | sort -u); do \
+	  pkg=$$(grep -rlE "^func $$target\(" --include='*_test.go' . | head -n 1 | xargs dirname); \
+	  echo "fuzz $$target in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 60m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+clean:
+	rm -rf bin .run

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ledgerlet/ledgerlet/eventlog"
+	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
+	"github.com/ledgerlet/ledgerlet/projector"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// cli runs one ledgerlet command in-process.
+func cli(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = execute(context.Background(), args, &o, &e)
+	return o.String(), e.String(), code
+}
+
+// agent is a `ledgerlet run` running in-process on a temp data dir.
+type agent struct {
+	dataDir, manifests string
+	cancel             context.CancelFunc
+	done               chan int
+	stderr             *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startAgent(t *testing.T, dataDir string, extra ...string) *agent {
+	t.Helper()
+	a := &agent{dataDir: dataDir, manifests: filepath.Join(dataDir, "manifests"), done: make(chan int, 1), stderr: &syncBuffer{}}
+	if err := os.MkdirAll(a.manifests, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	args := append([]string{"run", "--data-dir", dataDir, "--pod-manifest-path", a.manifests,
+		"--hostname-override", "node1", "--healthz-bind-address", "127.0.0.1:0",
+		"--container-runtime-endpoint", "unix://" + filepath.Join(dataDir, "no-runtime.sock")}, extra...)
+	go func() {
+		a.done <- execute(ctx, args, &bytes.Buffer{}, a.stderr)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dataDir, "ledgerlet.sock")); err == nil {
+			break
+		}
+		select {
+		case code := <-a.done:
+			t.Fatalf("agent exited with %d: %s", code, a.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not open its socket: %s", a.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Cleanup(func() { a.stop(t) })
+	return a
+}
+
+func (a *agent) stop(t *testing.T) int {
+	t.Helper()
+	if a.cancel == nil {
+		return 0
+	}
+	a.cancel()
+	a.cancel = nil
+	select {
+	case code := <-a.done:
+		return code
+	case <-time.After(15 * time.Second):
+		t.Fatal("agent did not stop within 15s")
+		return -1
+	}
+}
+
+func jsonEvents(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var evs []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("events -o json line %q: %v", line, err)
+		}
+		evs = append(evs, m)
+	}
+	return evs
+}
+
+func types(evs []map[string]any) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e["type"].(string))
+	}
+	return out
+}
+
+func TestAgentRecordsStartAndCleanStop(t *testing.T) {
+	dir := t.TempDir()
+	a := startAgent(t, dir)
+
+	out, errOut, code := cli(t, "events", "--data-dir", dir, "-o", "json")
+	if code != 0 {
+		t.Fatalf("events: exit %d: %s", code, errOut)
+	}
+	evs := jsonEvents(t, out)
+	if len(evs) == 0 || evs[0]["type"] != "AgentStarted" || evs[0]["seq"].(float64) != 1 {
+		t.Fatalf("first event should be AgentStarted with seq 1, got %v", evs)
+	}
+	for _, k := range []string{"seq", "time", "type", "pod", "data"} {
+		if _, ok := evs[0][k]; !ok {
+			t.Errorf("events -o json lacks %q: %v", k, evs[0])
+		}
+	}
+	if data := evs[0]["data"].(map[string]any); data["nodeName"] != "node1" {
+		t.Errorf("AgentStarted data %v, want nodeName node1", data)
+	}
+
+	if code := a.stop(t); code != 0 {
+		t.Fatalf("agent exit %d: %s", code, a.stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ledgerlet.sock")); !os.IsNotExist(err) {
+		t.Errorf("socket left behind after a clean stop")
+	}
+	out, errOut, code = cli(t, "events", "--db", filepath.Join(dir, "ledger.db"), "-o", "json")
+	if code != 0 {
+		t.Fatalf("events --db: exit %d: %s", code, errOut)
+	}
+	got := types(jsonEvents(t, out))
+	if got[len(got)-1] != "AgentStopped" {
+		t.Fatalf("last event %v, want AgentStopped", got)
+	}
+
+	// A second run continues the same log.
+	a2 := startAgent(t, dir)
+	a2.stop(t)
+	out, _, _ = cli(t, "events", "--db", filepath.Join(dir, "ledger.db"), "-o", "json")
+	got = types(jsonEvents(t, out))
+	want := []string{"AgentStarted", "AgentStopped", "AgentStarted", "AgentStopped"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+}
+
+func TestSocketIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	startAgent(t, dir)
+	fi, err := os.Stat(filepath.Join(dir, "ledgerlet.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Fatalf("socket mode %o, want 600", perm)
+	}
+}
+
+func TestSecondAgentOnSameDataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	startAgent(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var e bytes.Buffer
+	code := execute(ctx, []string{"run", "--data-dir", dir, "--pod-manifest-path", dir, "--healthz-bind-address", ""}, &bytes.Buffer{}, &e)
+	if code == 0 {
+		t.Fatal("second agent on the same data dir started")
+	}
+	if strings.Count(strings.TrimSpace(e.String()), "\n") != 0 && !strings.Contains(e.String(), "ledgerlet:") {
+		t.Fatalf("want a one-line error, got %q", e.String())
+	}
+}
+
+// seedLog writes a log with a pod, its containers and a snapshot, offline.
+func seedLog(t *testing.T, path string) {
+	t.Helper()
+	l, err := eventlog.Open(path, eventlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	spec := `{"metadata":{"name":"web-node1","namespace":"default","uid":"u1"},"spec":{"containers":[{"name":"httpd","image":"localhost/busybox:1.36"}]}}`
+	spec2 := strings.Replace(spec, "busybox:1.36", "busybox:1.37", 1)
+	evs := []eventlog.Event{
+		{Data: &pb.AgentStarted{Version: "test", NodeName: "node1"}},
+		{Pod: "default/web-node1", Blobs: [][]byte{[]byte("raw")}, Data: &pb.ManifestAdded{Source: "file", Path: "/m/web.yaml", ContentHash: "h1", Uid: "u1", ConfigHash: "u1", PodJson: []byte(spec)}},
+		{Pod: "default/web-node1", Data: &pb.SandboxObserved{Uid: "u1", SandboxId: "sb1", State: "ready", Ip: "10.88.77.9"}},
+		{Pod: "default/web-node1", Data: &pb.ContainerObserved{Uid: "u1", SandboxId: "sb1", Container: "httpd", ContainerId: "c1", State: "running"}},
+	}
+	for _, e := range evs {
+		if _, err := l.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := l.Append(ctx, eventlog.Event{Pod: "default/web-node1", Data: &pb.ManifestChanged{Source: "file", Path: "/m/web.yaml", ContentHash: "h2", Uid: "u2", ConfigHash: "u2", PodJson: []byte(spec2), PreviousUid: "u1"}}); err != nil {
+		t.Fatal(err)
+	}
+	st := projector.New()
+	if err := l.Read(ctx, 1, 0, func(e eventlog.Event) error { st.Apply(e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := st.Canonical()
+	if err := l.SaveSnapshot(ctx, eventlog.Snapshot{Seq: st.Seq, State: b}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, eventlog.Event{Data: &pb.AgentStopped{Reason: "signal"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOfflineReadCommands(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "ledger.db")
+	seedLog(t, db)
+	before, _ := os.ReadFile(db)
+
+	out, errOut, code := cli(t, "pods", "--db", db, "-o", "json")
+	if code != 0 {
+		t.Fatalf("pods --db: %d %s", code, errOut)
+	}
+	var pods podsJSON
+	if err := json.Unmarshal([]byte(out), &pods); err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Pods) != 1 || pods.Pods[0].UID != "u2" || pods.Pods[0].Name != "web-node1" {
+		t.Fatalf("pods %+v", pods)
+	}
+
+	out, _, code = cli(t, "replay", "--db", db, "--seq", "4", "-o", "json")
+	if code != 0 {
+		t.Fatal("replay --seq failed")
+	}
+	pods = podsJSON{}
+	_ = json.Unmarshal([]byte(out), &pods)
+	if len(pods.Pods) != 1 || pods.Pods[0].UID != "u1" || pods.Pods[0].Containers[0].State != "running" || pods.Pods[0].Phase != "Running" {
+		t.Fatalf("replay at seq 4: %+v", pods)
+	}
+
+	out, _, code = cli(t, "history", "default/web-node1", "--db", db)
+	if code != 0 || !strings.Contains(out, "- image: localhost/busybox:1.36") || !strings.Contains(out, "+   - image: localhost/busybox:1.37") {
+		t.Fatalf("history should show the manifest diff, got (exit %d):\n%s", code, out)
+	}
+
+	out, _, code = cli(t, "replay", "diff", "--db", db, "--from", "4", "--to", "5")
+	if code != 0 || !strings.Contains(out, "uid") {
+		t.Fatalf("replay diff (exit %d):\n%s", code, out)
+	}
+
+	out, _, code = cli(t, "replay", "verify", "--db", db)
+	if code != 0 {
+		t.Fatalf("replay verify of a good log: exit %d\n%s", code, out)
+	}
+
+	out, _, code = cli(t, "events", "--db", db, "--pod", "default/web-node1")
+	if code != 0 || strings.Count(out, "\n") != 5 {
+		t.Fatalf("events --pod: exit %d, want header + 4 lines:\n%s", code, out)
+	}
+
+	after, _ := os.ReadFile(db)
+	if !bytes.Equal(before, after) {
+		t.Fatal("read commands with --db modified the log file")
+	}
+}
+
+func TestReplayVerifyFindsDivergentSnapshot(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "ledger.db")
+	seedLog(t, db)
+	l, err := eventlog.Open(db, eventlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bogus := projector.New()
+	bogus.Seq = 3
+	b, _ := bogus.Canonical()
+	if err := l.SaveSnapshot(context.Background(), eventlog.Snapshot{Seq: 3, State: b}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	out, _, code := cli(t, "replay", "verify", "--db", db)
+	if code != 1 || !strings.Contains(out, "DIVERGENCE") {
+		t.Fatalf("verify of a log with a wrong snapshot: exit %d, want 1\n%s", code, out)
+	}
+}
+
+func TestBadInputIsOneLineExit2(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not a log "), 2000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing db", []string{"pods", "--db", filepath.Join(dir, "nope.db")}, "nope.db"},
+		{"garbage db", []string{"events", "--db", garbage}, "garbage.db"},
+		{"bad output", []string{"pods", "--db", garbage, "-o", "yaml"}, "--output"},
+		{"no agent", []string{"pods", "--data-dir", dir}, "no running agent"},
+		{"bad pod key", []string{"history", "web", "--data-dir", dir}, "NAMESPACE/NAME"},
+		{"replay needs a point", []string{"replay", "--db", garbage}, "--at"},
+		{"bad since", []string{"events", "--data-dir", dir, "--since", "yesterday"}, "--since"},
+		{"unknown flag", []string{"pods", "--frobnicate"}, "frobnicate"},
+		{"run without manifests", []string{"run", "--data-dir", dir}, "--pod-manifest-path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, code := cli(t, tt.args...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2 (stderr %q)", code, errOut)
+			}
+			if strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, tt.want) {
+				t.Fatalf("want one line naming %q, got %q", tt.want, errOut)
+			}
+		})
+	}
+}
+
+func TestBackupIsAConsistentCopy(t *testing.T) {
+	dir := t.TempDir()
+	startAgent(t, dir)
+	dst := filepath.Join(t.TempDir(), "copy.db")
+	out, errOut, code := cli(t, "backup", dst, "--data-dir", dir)
+	if code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "wrote") {
+		t.Fatalf("backup output %q", out)
+	}
+	out, _, code = cli(t, "events", "--db", dst, "-o", "json")
+	if code != 0 || types(jsonEvents(t, out))[0] != "AgentStarted" {
+		t.Fatalf("backup copy unreadable or empty (exit %d): %s", code, out)
+	}
+	if _, _, code := cli(t, "replay", "verify", "--db", dst); code != 0 {
+		t.Fatalf("verify of the backup: exit %d", code)
+	}
+}

@@ -1,0 +1,449 @@
+package eventlog
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Append assigns seqs and times to evs and returns their seqs once the batch
+// holding them is committed and fsynced. Concurrent callers share commits.
+//
+// On success evs[i].Seq and evs[i].Time are set in the caller's slice. All
+// events of one call get consecutive seqs. If ctx ends first, Append returns
+// ctx.Err() without waiting, but the events may still be committed: once
+// queued they cannot be withdrawn.
+func (l *Log) Append(ctx context.Context, evs ...Event) ([]uint64, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	if l.readOnly {
+		return nil, fmt.Errorf("append %d events: %s is open read-only", len(evs), l.path)
+	}
+	if err := checkCtx(ctx); err != nil {
+		return nil, err
+	}
+	// Encoding and hashing happen here, on the callers' goroutines, so the
+	// single writer only copies bytes.
+	req := &request{recs: make([]pendingEvent, len(evs)), done: make(chan struct{})}
+	for i := range evs {
+		p, err := prepare(evs[i])
+		if err != nil {
+			return nil, fmt.Errorf("append %d events: event %d (%s): %w", len(evs), i, evs[i].Type(), err)
+		}
+		req.recs[i] = p
+	}
+	if err := l.w.enqueue(req); err != nil {
+		return nil, fmt.Errorf("append %d events: %w", len(evs), err)
+	}
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if req.err != nil {
+		return nil, fmt.Errorf("append %d events: %w", len(evs), req.err)
+	}
+	seqs := make([]uint64, len(evs))
+	t := time.Unix(0, req.time).UTC()
+	for i := range evs {
+		seqs[i] = req.first + uint64(i)
+		evs[i].Seq = seqs[i]
+		evs[i].Time = t
+	}
+	return seqs, nil
+}
+
+// pendingEvent is an event encoded without its time, which the writer
+// prepends: time_unix_nano is field 1, so with deterministic marshalling
+// tag+varint followed by the rest is exactly Encode of the timed event.
+type pendingEvent struct {
+	rec    []byte
+	pod    string
+	blobs  [][]byte
+	hashes []string
+}
+
+func prepare(ev Event) (pendingEvent, error) {
+	ev.Time = time.Time{}
+	rec, err := Encode(ev)
+	if err != nil {
+		return pendingEvent{}, err
+	}
+	p := pendingEvent{rec: rec, pod: ev.Pod, blobs: ev.Blobs}
+	if len(ev.Blobs) > 0 {
+		p.hashes = make([]string, len(ev.Blobs))
+		for i, b := range ev.Blobs {
+			sum := sha256.Sum256(b)
+			p.hashes[i] = hex.EncodeToString(sum[:])
+		}
+	}
+	return p, nil
+}
+
+// request is one unit of work for the writer: a batch of events from one
+// Append call, or a job (snapshot, compaction) that runs in its own tx.
+type request struct {
+	recs []pendingEvent
+
+	job      func(tx *bolt.Tx) error
+	onCommit func() // runs on the writer after job's tx committed
+
+	// results, valid after done is closed
+	first uint64
+	time  int64
+	err   error
+	done  chan struct{}
+}
+
+// writer is the single goroutine that owns write transactions. Appends queue
+// up while a commit (and its fsync) is in flight and the next commit takes
+// all of them: group commit.
+type writer struct {
+	l *Log
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	queue    []*request
+	stopping bool
+	exited   chan struct{}
+
+	// Owned by the writer goroutine.
+	first, last uint64
+	lastTime    int64
+	dataBytes   uint64
+	pods        map[string]uint32
+	podTails    map[uint32]podTail
+	batch       []*request
+}
+
+func newWriter(l *Log, st loaded) *writer {
+	w := &writer{
+		l:         l,
+		exited:    make(chan struct{}),
+		first:     st.first,
+		last:      st.last,
+		lastTime:  st.lastTime,
+		dataBytes: st.dataBytes,
+		pods:      st.pods,
+		podTails:  make(map[uint32]podTail),
+	}
+	w.cond = sync.NewCond(&w.mu)
+	return w
+}
+
+func (w *writer) enqueue(r *request) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopping {
+		return ErrClosed
+	}
+	w.queue = append(w.queue, r)
+	w.cond.Signal()
+	return nil
+}
+
+// stop lets the writer commit everything queued, then waits for it to exit.
+func (w *writer) stop() {
+	w.mu.Lock()
+	w.stopping = true
+	w.cond.Signal()
+	w.mu.Unlock()
+	<-w.exited
+}
+
+func (w *writer) run() {
+	defer close(w.exited)
+	for {
+		w.mu.Lock()
+		for len(w.queue) == 0 && !w.stopping {
+			w.cond.Wait()
+		}
+		if len(w.queue) == 0 {
+			w.mu.Unlock()
+			return
+		}
+		w.batch = w.take(w.batch[:0])
+		w.mu.Unlock()
+
+		if w.batch[0].job != nil {
+			w.runJob(w.batch[0])
+		} else {
+			w.commitEvents(w.batch)
+		}
+		clear(w.batch) // do not pin finished requests
+	}
+}
+
+// take moves the next unit of work from the queue: either one job or as many
+// event requests as fit in maxBatch (always at least one). Called with mu held.
+func (w *writer) take(dst []*request) []*request {
+	if w.queue[0].job != nil {
+		dst = append(dst, w.queue[0])
+	} else {
+		n := 0
+		for _, r := range w.queue {
+			if r.job != nil || (len(dst) > 0 && n+len(r.recs) > w.l.maxBatch) {
+				break
+			}
+			dst = append(dst, r)
+			n += len(r.recs)
+		}
+	}
+	rest := copy(w.queue, w.queue[len(dst):])
+	clear(w.queue[rest:])
+	w.queue = w.queue[:rest]
+	return dst
+}
+
+func (w *writer) runJob(r *request) {
+	err := w.l.db.Update(r.job)
+	r.err = err
+	if err == nil && r.onCommit != nil {
+		r.onCommit()
+	}
+	if err != nil {
+		// A failed job may have left writer caches ahead of the file.
+		clear(w.podTails)
+	}
+	close(r.done)
+}
+
+// commitEvents writes the events of batch in one transaction and, once it is
+// committed and synced, wakes the callers and the subscribers.
+func (w *writer) commitEvents(batch []*request) {
+	t := max(time.Now().UnixNano(), w.lastTime)
+	var newPods []string
+	err := w.writeBatch(batch, t, &newPods)
+	if err != nil {
+		for _, name := range newPods {
+			delete(w.pods, name)
+		}
+		clear(w.podTails)
+		w.l.logger.Error("event log commit failed", "path", w.l.path, "err", err)
+		for _, r := range batch {
+			r.err = err
+			close(r.done)
+		}
+		return
+	}
+	w.lastTime = t
+	w.l.publish(w.first, w.last)
+	for _, r := range batch {
+		r.time = t
+		close(r.done)
+	}
+}
+
+func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err error) {
+	tx, err := w.l.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	events := tx.Bucket(bucketEvents)
+	events.FillPercent = 1.0 // keys only ever grow: pack pages full
+	timeIdx := tx.Bucket(bucketTime)
+	timeIdx.FillPercent = 1.0
+	blobs := tx.Bucket(bucketBlobs)
+
+	prefix := protowire.AppendVarint(protowire.AppendTag(make([]byte, 0, 12), 1, protowire.VarintType), uint64(t))
+	n, size := 0, 0
+	for _, r := range batch {
+		n += len(r.recs)
+		for _, p := range r.recs {
+			size += 8 + len(prefix) + len(p.rec)
+		}
+	}
+	// bbolt keeps references to keys and values until commit, so each gets
+	// its own bytes; one arena per batch avoids an allocation per event.
+	arena := make([]byte, 0, size)
+	firstSeq := w.last + 1
+	seq := w.last
+	dataBytes := w.dataBytes
+	podSeqs := make(map[uint32][]uint64)
+	var podOrder []uint32
+
+	for _, r := range batch {
+		r.first = seq + 1
+		for _, p := range r.recs {
+			seq++
+			start := len(arena)
+			arena = binary.BigEndian.AppendUint64(arena, seq)
+			key := arena[start:len(arena):len(arena)]
+			start = len(arena)
+			arena = append(arena, prefix...)
+			arena = append(arena, p.rec...)
+			val := arena[start:len(arena):len(arena)]
+			if err := events.Put(key, val); err != nil {
+				return fmt.Errorf("put event %d: %w", seq, err)
+			}
+			dataBytes += uint64(len(key) + len(val))
+			for i, b := range p.blobs {
+				hk := []byte(p.hashes[i])
+				if blobs.Get(hk) != nil {
+					continue
+				}
+				if err := blobs.Put(hk, b); err != nil {
+					return fmt.Errorf("put blob %s: %w", p.hashes[i], err)
+				}
+			}
+			if p.pod != "" {
+				id, err := w.podID(tx, p.pod, newPods)
+				if err != nil {
+					return err
+				}
+				if _, ok := podSeqs[id]; !ok {
+					podOrder = append(podOrder, id)
+				}
+				podSeqs[id] = append(podSeqs[id], seq)
+			}
+		}
+	}
+	for _, id := range podOrder {
+		if err := w.indexPod(tx, id, podSeqs[id]); err != nil {
+			return err
+		}
+	}
+	var tk [16]byte
+	binary.BigEndian.PutUint64(tk[:8], uint64(t))
+	binary.BigEndian.PutUint64(tk[8:], firstSeq)
+	if err := timeIdx.Put(tk[:], nil); err != nil {
+		return fmt.Errorf("put time index: %w", err)
+	}
+	if err := tx.Bucket(bucketMeta).Put(keyDataBytes, u64(dataBytes)); err != nil {
+		return fmt.Errorf("put data size: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	w.last = seq
+	w.dataBytes = dataBytes
+	return nil
+}
+
+// podID returns the compact id of a pod key, assigning the next one on first use.
+func (w *writer) podID(tx *bolt.Tx, pod string, newPods *[]string) (uint32, error) {
+	if id, ok := w.pods[pod]; ok {
+		return id, nil
+	}
+	id := uint32(len(w.pods) + 1)
+	if err := tx.Bucket(bucketPods).Put([]byte(pod), binary.BigEndian.AppendUint32(nil, id)); err != nil {
+		return 0, fmt.Errorf("put pod %q: %w", pod, err)
+	}
+	w.pods[pod] = id
+	*newPods = append(*newPods, pod)
+	return id, nil
+}
+
+// The pod index holds, per pod, blocks keyed by podID(4)+firstSeq(8) whose
+// value is the uvarint deltas of the pod's following seqs. Appending to a
+// pod's newest block costs 1-3 bytes per event instead of a 12-byte key and
+// a 16-byte bbolt element per event.
+const podBlockMax = 256
+
+type podTail struct {
+	start, last uint64
+	size        int
+}
+
+func (w *writer) indexPod(tx *bolt.Tx, id uint32, seqs []uint64) error {
+	idx := tx.Bucket(bucketPodIdx)
+	tail, ok := w.podTails[id]
+	if !ok {
+		var err error
+		if tail, ok, err = loadPodTail(idx, id); err != nil {
+			return err
+		}
+	}
+	var key [12]byte
+	binary.BigEndian.PutUint32(key[:4], id)
+	var val []byte
+	if ok && tail.size < podBlockMax {
+		binary.BigEndian.PutUint64(key[4:], tail.start)
+		old := idx.Get(key[:])
+		val = append(make([]byte, 0, len(old)+len(seqs)*3), old...)
+	} else {
+		binary.BigEndian.PutUint64(key[4:], seqs[0])
+		tail = podTail{start: seqs[0], last: seqs[0]}
+		seqs = seqs[1:]
+	}
+	for _, s := range seqs {
+		val = binary.AppendUvarint(val, s-tail.last)
+		tail.last = s
+	}
+	tail.size = len(val)
+	if err := idx.Put(key[:], val); err != nil {
+		return fmt.Errorf("put pod index: %w", err)
+	}
+	w.podTails[id] = tail
+	return nil
+}
+
+// loadPodTail finds the newest index block of pod id.
+func loadPodTail(idx *bolt.Bucket, id uint32) (podTail, bool, error) {
+	var seek [12]byte
+	binary.BigEndian.PutUint32(seek[:4], id+1)
+	c := idx.Cursor()
+	k, v := c.Seek(seek[:])
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	if len(k) != 12 || binary.BigEndian.Uint32(k) != id {
+		return podTail{}, false, nil
+	}
+	start := binary.BigEndian.Uint64(k[4:])
+	tail := podTail{start: start, last: start, size: len(v)}
+	err := forEachDelta(v, func(d uint64) bool { tail.last += d; return true })
+	return tail, true, err
+}
+
+// forEachDelta decodes a pod index block value.
+func forEachDelta(v []byte, fn func(d uint64) bool) error {
+	for len(v) > 0 {
+		d, n := binary.Uvarint(v)
+		if n <= 0 || d == 0 {
+			return errors.New("corrupt pod index block")
+		}
+		if !fn(d) {
+			return nil
+		}
+		v = v[n:]
+	}
+	return nil
+}
+
+// submitJob runs job in its own write transaction on the writer and waits
+// for it to commit.
+func (l *Log) submitJob(ctx context.Context, job func(tx *bolt.Tx) error, onCommit func()) error {
+	if l.readOnly {
+		return fmt.Errorf("%s is open read-only", l.path)
+	}
+	if err := checkCtx(ctx); err != nil {
+		return err
+	}
+	r := &request{job: job, onCommit: onCommit, done: make(chan struct{})}
+	if err := l.w.enqueue(r); err != nil {
+		return err
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

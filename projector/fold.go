@@ -1,0 +1,213 @@
+package projector
+
+import (
+	"strings"
+
+	"github.com/ledgerlet/ledgerlet/eventlog"
+	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
+)
+
+// Apply folds one event into the state. It is total: an event that makes no
+// sense for the current state (say, an outcome for an unknown intent) changes
+// only what it can, deterministically, and never panics.
+func (s *State) Apply(e eventlog.Event) {
+	s.Seq = e.Seq
+	now := e.Time.UnixNano()
+	s.Time = now
+	switch d := e.Data.(type) {
+	case *pb.AgentStarted:
+		if s.Agent.Running {
+			s.Agent.Unclean++
+		}
+		s.Agent = Agent{
+			Running: true, Version: d.Version, NodeName: d.NodeName,
+			Starts: s.Agent.Starts + 1, Unclean: s.Agent.Unclean, StartedAt: now,
+			StoppedAt: s.Agent.StoppedAt, StopReason: s.Agent.StopReason,
+		}
+	case *pb.AgentStopped:
+		s.Agent.Running = false
+		s.Agent.StoppedAt = now
+		s.Agent.StopReason = d.Reason
+
+	case *pb.ManifestAdded:
+		s.applyManifest(e.Pod, now, manifestVersion{
+			source: d.Source, path: d.Path, contentHash: d.ContentHash, uid: d.Uid,
+			configHash: d.ConfigHash, spec: d.PodJson, warnings: d.Warnings, uidAlgorithm: d.UidAlgorithm,
+		})
+	case *pb.ManifestChanged:
+		s.applyManifest(e.Pod, now, manifestVersion{
+			source: d.Source, path: d.Path, contentHash: d.ContentHash, uid: d.Uid,
+			configHash: d.ConfigHash, spec: d.PodJson, warnings: d.Warnings, uidAlgorithm: d.UidAlgorithm,
+		})
+	case *pb.ManifestRemoved:
+		m := s.Manifests[d.Path]
+		delete(s.Manifests, d.Path)
+		key := e.Pod
+		if key == "" && m != nil {
+			key = m.Pod
+		}
+		if p := s.Pods[key]; p != nil && p.Path == d.Path {
+			p.Removed = true
+			p.UpdatedAt = now
+			s.dropIfGone(p)
+		}
+	case *pb.ManifestRejected:
+		m := s.Manifests[d.Path]
+		if m == nil {
+			m = &Manifest{Source: d.Source, Path: d.Path, Pod: e.Pod}
+			s.Manifests[d.Path] = m
+		}
+		m.ContentHash = d.ContentHash
+		m.Rejected = true
+		m.Reason = d.Reason
+		m.Since = now
+		// The pod (if this path provides one) keeps its last good spec.
+		if p := s.Pods[m.Pod]; p != nil && p.Path == d.Path {
+			p.LastRejection = d.Reason
+		}
+	case *pb.SourceSynced:
+		src := s.source(d.Source, d.Location)
+		src.Synced = true
+		src.Available = true
+		src.Manifests = d.Manifests
+	case *pb.SourceUnavailable:
+		src := s.source(d.Source, d.Location)
+		src.Available = false
+		src.Reason = d.Reason
+		src.Since = now
+	case *pb.SourceAvailable:
+		src := s.source(d.Source, d.Location)
+		src.Available = true
+		src.Reason = ""
+		src.Since = now
+
+	case *pb.RuntimeConnected:
+		s.Runtime = Runtime{Connected: true, Endpoint: d.Endpoint, Name: d.RuntimeName, Version: d.RuntimeVersion, Since: now}
+	case *pb.RuntimeDisconnected:
+		s.Runtime.Connected = false
+		s.Runtime.Endpoint = d.Endpoint
+		s.Runtime.Reason = d.Reason
+		s.Runtime.Since = now
+	case *pb.SandboxObserved:
+		p := s.pod(e.Pod, now)
+		if p.Sandboxes == nil {
+			p.Sandboxes = map[string]*Sandbox{}
+		}
+		p.Sandboxes[d.SandboxId] = &Sandbox{
+			ID: d.SandboxId, UID: d.Uid, Attempt: d.Attempt, State: d.State, IP: d.Ip,
+			CreatedAt: d.CreatedUnixNano, Adopted: d.Adopted,
+		}
+	case *pb.SandboxGone:
+		if p := s.Pods[e.Pod]; p != nil {
+			delete(p.Sandboxes, d.SandboxId)
+			s.dropIfGone(p)
+		}
+	case *pb.ContainerObserved:
+		p := s.pod(e.Pod, now)
+		if p.Containers == nil {
+			p.Containers = map[string]*Container{}
+		}
+		p.Containers[d.ContainerId] = &Container{
+			ID: d.ContainerId, UID: d.Uid, SandboxID: d.SandboxId, Name: d.Container,
+			Attempt: d.Attempt, State: d.State, ExitCode: d.ExitCode, Reason: d.Reason,
+			StartedAt: d.StartedUnixNano, FinishedAt: d.FinishedUnixNano, Init: d.Init, Adopted: d.Adopted,
+		}
+	case *pb.ContainerGone:
+		if p := s.Pods[e.Pod]; p != nil {
+			delete(p.Containers, d.ContainerId)
+			s.dropIfGone(p)
+		}
+
+	case *pb.Intent:
+		s.Pending[e.Seq] = &PendingIntent{
+			Pod: e.Pod, Action: d.Action, UID: d.Uid, Container: d.Container, Attempt: d.Attempt, At: now,
+		}
+		if p := s.Pods[e.Pod]; p != nil {
+			p.LastAction = &Action{Seq: e.Seq, Action: d.Action, Container: d.Container, Reason: d.Reason, At: now}
+		}
+	case *pb.Outcome:
+		delete(s.Pending, d.IntentSeq)
+		if p := s.Pods[e.Pod]; p != nil && p.LastAction != nil && p.LastAction.Seq == d.IntentSeq {
+			p.LastAction.Done = true
+			p.LastAction.OK = d.Ok
+			p.LastAction.Error = d.Error
+			p.LastAction.ErrReason = d.Reason
+		}
+
+	case *pb.MirrorObserved:
+		p := s.Pods[e.Pod]
+		if p != nil {
+			p.Mirror = &Mirror{UID: d.MirrorUid, ConfigMirror: d.ConfigMirror, Deleting: d.Deleting, Phase: d.Phase, Since: now}
+		}
+	case *pb.MirrorGone:
+		if p := s.Pods[e.Pod]; p != nil && p.Mirror != nil && p.Mirror.UID == d.MirrorUid {
+			p.Mirror = nil
+		}
+	}
+}
+
+type manifestVersion struct {
+	source, path, contentHash, uid, configHash, uidAlgorithm string
+	spec                                                     []byte
+	warnings                                                 []string
+}
+
+func (s *State) applyManifest(key string, now int64, v manifestVersion) {
+	if prev := s.Manifests[v.path]; prev != nil && prev.Pod != "" && prev.Pod != key {
+		// The path now names another pod: the old one is no longer desired.
+		if old := s.Pods[prev.Pod]; old != nil && old.Path == v.path {
+			old.Removed = true
+			old.UpdatedAt = now
+			s.dropIfGone(old)
+		}
+	}
+	s.Manifests[v.path] = &Manifest{
+		Source: v.source, Path: v.path, ContentHash: v.contentHash, Pod: key, UID: v.uid, Since: now,
+	}
+	p := s.pod(key, now)
+	if p.UID != v.uid || p.Removed || p.Spec == nil {
+		p.Generation++
+	} else if p.ContentHash != v.contentHash {
+		p.Generation++
+	}
+	p.UID = v.uid
+	p.Source = v.source
+	p.Path = v.path
+	p.ContentHash = v.contentHash
+	p.ConfigHash = v.configHash
+	p.UIDAlgorithm = v.uidAlgorithm
+	p.Spec = append([]byte(nil), v.spec...)
+	p.Warnings = append([]string(nil), v.warnings...)
+	p.Removed = false
+	p.LastRejection = ""
+	p.UpdatedAt = now
+}
+
+// pod returns the pod for key, creating a placeholder (not desired: Removed)
+// when the runtime reports something the manifests never named.
+func (s *State) pod(key string, now int64) *Pod {
+	if p := s.Pods[key]; p != nil {
+		return p
+	}
+	ns, name, _ := strings.Cut(key, "/")
+	p := &Pod{Namespace: ns, Name: name, FirstSeen: now, UpdatedAt: now, Removed: true}
+	s.Pods[key] = p
+	return p
+}
+
+// dropIfGone forgets a pod that is neither desired nor present in the runtime.
+func (s *State) dropIfGone(p *Pod) {
+	if p.Removed && len(p.Sandboxes) == 0 && len(p.Containers) == 0 {
+		delete(s.Pods, p.Key())
+	}
+}
+
+func (s *State) source(name, location string) *Source {
+	key := name + " " + location
+	src := s.Sources[key]
+	if src == nil {
+		src = &Source{Name: name, Location: location}
+		s.Sources[key] = src
+	}
+	return src
+}

@@ -1,0 +1,261 @@
+package projector
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// SchemaVersion of the canonical state encoding (snapshots). Bump it when a
+// change to the state types would make an old snapshot fold differently; old
+// snapshots are then ignored and state is rebuilt from the log.
+const SchemaVersion = 1
+
+// State is everything the agent knows, as of event Seq.
+type State struct {
+	Seq  uint64 `json:"seq"`
+	Time int64  `json:"time"` // unix nanoseconds of event Seq
+
+	Agent   Agent   `json:"agent"`
+	Runtime Runtime `json:"runtime"`
+	// Sources by "<source> <location>", e.g. "file /etc/kubernetes/manifests".
+	Sources map[string]*Source `json:"sources,omitempty"`
+	// Manifests by path (file path or URL): what each one last said.
+	Manifests map[string]*Manifest `json:"manifests,omitempty"`
+	// Pods by "namespace/name".
+	Pods map[string]*Pod `json:"pods,omitempty"`
+	// Pending intents by the seq of their Intent event: actions whose outcome
+	// was never recorded. After a crash, recovery reconciles these.
+	Pending map[uint64]*PendingIntent `json:"pending,omitempty"`
+}
+
+// Agent is the agent process's own lifecycle.
+type Agent struct {
+	Running    bool   `json:"running"`
+	Version    string `json:"version,omitempty"`
+	NodeName   string `json:"nodeName,omitempty"`
+	Starts     int    `json:"starts"`
+	Unclean    int    `json:"unclean"` // starts not preceded by a clean stop
+	StartedAt  int64  `json:"startedAt,omitempty"`
+	StoppedAt  int64  `json:"stoppedAt,omitempty"`
+	StopReason string `json:"stopReason,omitempty"`
+}
+
+// Runtime is the container runtime connection.
+type Runtime struct {
+	Connected bool   `json:"connected"`
+	Endpoint  string `json:"endpoint,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Version   string `json:"version,omitempty"`
+	Since     int64  `json:"since,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// Source is one manifest source's condition.
+type Source struct {
+	Name      string `json:"name"`
+	Location  string `json:"location"`
+	Synced    bool   `json:"synced"`
+	Available bool   `json:"available"`
+	Reason    string `json:"reason,omitempty"`
+	Since     int64  `json:"since,omitempty"`
+	Manifests uint32 `json:"manifests"`
+}
+
+// Manifest is the last thing a manifest path said.
+type Manifest struct {
+	Source      string `json:"source"`
+	Path        string `json:"path"`
+	ContentHash string `json:"contentHash"`
+	Pod         string `json:"pod,omitempty"` // pod key it provides; empty while rejected with no pod
+	UID         string `json:"uid,omitempty"`
+	Rejected    bool   `json:"rejected,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	Since       int64  `json:"since"`
+}
+
+// Pod is one static pod: its desired spec and everything observed about it.
+type Pod struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+
+	// Desired. Removed is set when the manifest goes away; the pod stays in
+	// state until the runtime shows nothing of it, so its teardown is tracked.
+	UID          string          `json:"uid,omitempty"`
+	Source       string          `json:"source,omitempty"`
+	Path         string          `json:"path,omitempty"`
+	ContentHash  string          `json:"contentHash,omitempty"`
+	ConfigHash   string          `json:"configHash,omitempty"`
+	UIDAlgorithm string          `json:"uidAlgorithm,omitempty"`
+	Spec         json.RawMessage `json:"spec,omitempty"` // defaulted v1.Pod, canonical JSON
+	Warnings     []string        `json:"warnings,omitempty"`
+	Removed      bool            `json:"removed,omitempty"`
+	FirstSeen    int64           `json:"firstSeen"`
+	UpdatedAt    int64           `json:"updatedAt"`
+	Generation   int             `json:"generation"` // spec versions seen
+	// LastRejection is the newest rejected edit; the pod keeps its last good spec.
+	LastRejection string `json:"lastRejection,omitempty"`
+
+	// Observed, by runtime ID.
+	Sandboxes  map[string]*Sandbox   `json:"sandboxes,omitempty"`
+	Containers map[string]*Container `json:"containers,omitempty"`
+
+	Mirror *Mirror `json:"mirror,omitempty"`
+	// LastAction is the newest intent folded for this pod, with its outcome.
+	LastAction *Action `json:"lastAction,omitempty"`
+}
+
+// Key is "namespace/name".
+func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
+
+// Sandbox is an observed pod sandbox.
+type Sandbox struct {
+	ID        string `json:"id"`
+	UID       string `json:"uid"`
+	Attempt   uint32 `json:"attempt"`
+	State     string `json:"state"`
+	IP        string `json:"ip,omitempty"`
+	CreatedAt int64  `json:"createdAt,omitempty"`
+	Adopted   bool   `json:"adopted,omitempty"`
+}
+
+// Container is an observed container instance.
+type Container struct {
+	ID         string `json:"id"`
+	UID        string `json:"uid"`
+	SandboxID  string `json:"sandboxId,omitempty"`
+	Name       string `json:"name"`
+	Attempt    uint32 `json:"attempt"`
+	State      string `json:"state"`
+	ExitCode   int32  `json:"exitCode"`
+	Reason     string `json:"reason,omitempty"`
+	StartedAt  int64  `json:"startedAt,omitempty"`
+	FinishedAt int64  `json:"finishedAt,omitempty"`
+	Init       bool   `json:"init,omitempty"`
+	Adopted    bool   `json:"adopted,omitempty"`
+}
+
+// Mirror is the mirror pod in the apiserver, as last observed.
+type Mirror struct {
+	UID          string `json:"uid"`
+	ConfigMirror string `json:"configMirror,omitempty"`
+	Deleting     bool   `json:"deleting,omitempty"`
+	Phase        string `json:"phase,omitempty"`
+	Since        int64  `json:"since"`
+}
+
+// Action is an intent and, once recorded, its outcome.
+type Action struct {
+	Seq       uint64 `json:"seq"`
+	Action    string `json:"action"`
+	Container string `json:"container,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	At        int64  `json:"at"`
+	Done      bool   `json:"done"`
+	OK        bool   `json:"ok"`
+	Error     string `json:"error,omitempty"`
+	ErrReason string `json:"errReason,omitempty"`
+}
+
+// PendingIntent is an intent with no outcome yet.
+type PendingIntent struct {
+	Pod       string `json:"pod"`
+	Action    string `json:"action"`
+	UID       string `json:"uid,omitempty"`
+	Container string `json:"container,omitempty"`
+	Attempt   uint32 `json:"attempt,omitempty"`
+	At        int64  `json:"at"`
+}
+
+// New returns the state before any event.
+func New() *State {
+	return &State{
+		Sources:   map[string]*Source{},
+		Manifests: map[string]*Manifest{},
+		Pods:      map[string]*Pod{},
+		Pending:   map[uint64]*PendingIntent{},
+	}
+}
+
+type encodedState struct {
+	Version int    `json:"version"`
+	State   *State `json:"state"`
+}
+
+// Canonical encodes the state so that equal states give equal bytes
+// (encoding/json writes struct fields in declaration order and map keys sorted).
+func (s *State) Canonical() ([]byte, error) {
+	b, err := json.Marshal(encodedState{Version: SchemaVersion, State: s})
+	if err != nil {
+		return nil, fmt.Errorf("encode state at seq %d: %w", s.Seq, err)
+	}
+	return b, nil
+}
+
+// Restore decodes a Canonical encoding. A snapshot of another schema version
+// is refused, so callers fall back to a full fold.
+func Restore(b []byte) (*State, error) {
+	var enc encodedState
+	if err := json.Unmarshal(b, &enc); err != nil {
+		return nil, fmt.Errorf("decode state: %w", err)
+	}
+	if enc.Version != SchemaVersion {
+		return nil, fmt.Errorf("decode state: schema version %d, want %d", enc.Version, SchemaVersion)
+	}
+	if enc.State == nil {
+		return nil, fmt.Errorf("decode state: empty")
+	}
+	s := enc.State
+	s.normalize()
+	return s, nil
+}
+
+// normalize makes a decoded state safe to fold: a snapshot read from a
+// damaged or hand-edited file may hold nulls where the folds expect values.
+func (s *State) normalize() {
+	if s.Sources == nil {
+		s.Sources = map[string]*Source{}
+	}
+	if s.Manifests == nil {
+		s.Manifests = map[string]*Manifest{}
+	}
+	if s.Pods == nil {
+		s.Pods = map[string]*Pod{}
+	}
+	if s.Pending == nil {
+		s.Pending = map[uint64]*PendingIntent{}
+	}
+	for k, v := range s.Sources {
+		if v == nil {
+			delete(s.Sources, k)
+		}
+	}
+	for k, v := range s.Manifests {
+		if v == nil {
+			delete(s.Manifests, k)
+		}
+	}
+	for k, v := range s.Pending {
+		if v == nil {
+			delete(s.Pending, k)
+		}
+	}
+	for k, p := range s.Pods {
+		if p == nil {
+			delete(s.Pods, k)
+			continue
+		}
+		// The key is the identity; the fields must agree with it.
+		p.Namespace, p.Name, _ = strings.Cut(k, "/")
+		for id, sb := range p.Sandboxes {
+			if sb == nil {
+				delete(p.Sandboxes, id)
+			}
+		}
+		for id, c := range p.Containers {
+			if c == nil {
+				delete(p.Containers, id)
+			}
+		}
+	}
+}

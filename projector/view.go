@@ -1,0 +1,219 @@
+package projector
+
+import (
+	"encoding/json"
+	"sort"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// PodView is one pod as `ledgerlet pods -o json` shows it (DESIGN.md's CLI
+// contract); the live agent and offline replay both render it from State.
+type PodView struct {
+	Namespace  string          `json:"namespace"`
+	Name       string          `json:"name"`
+	UID        string          `json:"uid"`
+	Source     string          `json:"source"`
+	Path       string          `json:"path"`
+	Hash       string          `json:"hash"`
+	Phase      string          `json:"phase"`
+	Status     string          `json:"status"` // kubectl-style: Running, CrashLoopBackOff, ErrImagePull, Terminating…
+	Ready      string          `json:"ready"`  // "1/2"
+	Restarts   uint32          `json:"restarts"`
+	IP         string          `json:"ip,omitempty"`
+	CreatedAt  int64           `json:"createdAt"`
+	Removed    bool            `json:"removed,omitempty"`
+	Rejection  string          `json:"rejection,omitempty"`
+	Mirror     *MirrorView     `json:"mirror"`
+	Containers []ContainerView `json:"containers"`
+}
+
+// MirrorView is the mirror pod as seen in the apiserver.
+type MirrorView struct {
+	UID      string `json:"uid"`
+	Current  bool   `json:"current"` // config.mirror matches config.hash
+	Deleting bool   `json:"deleting,omitempty"`
+}
+
+// ContainerView is one container of a PodView.
+type ContainerView struct {
+	Name         string `json:"name"`
+	Init         bool   `json:"init,omitempty"`
+	State        string `json:"state"` // waiting | running | exited
+	ContainerID  string `json:"containerID"`
+	RestartCount uint32 `json:"restartCount"`
+	ExitCode     int32  `json:"exitCode"`
+	Reason       string `json:"reason"`
+	StartedAt    int64  `json:"startedAt,omitempty"`
+}
+
+// Views renders every pod, ordered by namespace/name.
+func (s *State) Views() []PodView {
+	keys := make([]string, 0, len(s.Pods))
+	for k := range s.Pods {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]PodView, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, s.Pods[k].View())
+	}
+	return out
+}
+
+// DecodeSpec parses the pod's stored spec (nil if it has none or it is unreadable).
+func (p *Pod) DecodeSpec() *corev1.Pod {
+	if len(p.Spec) == 0 {
+		return nil
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(p.Spec, &pod); err != nil {
+		return nil
+	}
+	return &pod
+}
+
+// View renders the pod.
+func (p *Pod) View() PodView {
+	v := PodView{
+		Namespace: p.Namespace, Name: p.Name, UID: p.UID, Source: p.Source, Path: p.Path,
+		Hash: p.ConfigHash, CreatedAt: p.FirstSeen, Removed: p.Removed, Rejection: p.LastRejection,
+		Containers: []ContainerView{},
+	}
+	if p.Mirror != nil {
+		v.Mirror = &MirrorView{UID: p.Mirror.UID, Current: p.Mirror.ConfigMirror == p.ConfigHash, Deleting: p.Mirror.Deleting}
+	}
+	for _, sb := range sortedSandboxes(p) {
+		if sb.UID == p.UID && sb.State == "ready" {
+			v.IP = sb.IP
+		}
+	}
+	type slot struct {
+		name string
+		init bool
+	}
+	var slots []slot
+	restartPolicy := corev1.RestartPolicyAlways
+	if spec := p.DecodeSpec(); spec != nil {
+		for _, c := range spec.Spec.InitContainers {
+			slots = append(slots, slot{c.Name, true})
+		}
+		for _, c := range spec.Spec.Containers {
+			slots = append(slots, slot{c.Name, false})
+		}
+		if spec.Spec.RestartPolicy != "" {
+			restartPolicy = spec.Spec.RestartPolicy
+		}
+	} else {
+		// No spec (an orphan the manifests never named): show what runs.
+		seen := map[string]bool{}
+		for _, c := range sortedContainers(p) {
+			if !seen[c.Name] {
+				seen[c.Name] = true
+				slots = append(slots, slot{c.Name, c.Init})
+			}
+		}
+	}
+	latest := p.latestByName()
+	ready, apps, running, exitedOK, exitedFail := 0, 0, 0, 0, 0
+	for _, sl := range slots {
+		cv := ContainerView{Name: sl.name, Init: sl.init, State: "waiting"}
+		if c := latest[sl.name]; c != nil {
+			cv.ContainerID = c.ID
+			cv.RestartCount = c.Attempt
+			cv.ExitCode = c.ExitCode
+			cv.Reason = c.Reason
+			cv.StartedAt = c.StartedAt
+			switch c.State {
+			case "running":
+				cv.State = "running"
+			case "exited":
+				cv.State = "exited"
+			}
+		}
+		if a := p.LastAction; a != nil && a.Done && !a.OK && a.Container == sl.name && a.ErrReason != "" && cv.State != "running" {
+			cv.State = "waiting"
+			cv.Reason = a.ErrReason
+		}
+		if !sl.init {
+			apps++
+			v.Restarts += cv.RestartCount
+			switch cv.State {
+			case "running":
+				running++
+				ready++
+			case "exited":
+				if cv.ExitCode == 0 {
+					exitedOK++
+				} else {
+					exitedFail++
+				}
+			}
+		}
+		v.Containers = append(v.Containers, cv)
+	}
+	v.Ready = strconv.Itoa(ready) + "/" + strconv.Itoa(apps)
+	switch {
+	case apps > 0 && running == apps:
+		v.Phase = "Running"
+	case apps > 0 && exitedOK == apps && restartPolicy != corev1.RestartPolicyAlways:
+		v.Phase = "Succeeded"
+	case apps > 0 && exitedOK+exitedFail == apps && exitedFail > 0 && restartPolicy == corev1.RestartPolicyNever:
+		v.Phase = "Failed"
+	case running > 0:
+		v.Phase = "Running"
+	default:
+		v.Phase = "Pending"
+	}
+	v.Status = v.Phase
+	for _, cv := range v.Containers {
+		if cv.State == "waiting" && cv.Reason != "" {
+			v.Status = cv.Reason
+			break
+		}
+	}
+	if p.Removed {
+		v.Status = "Terminating"
+	}
+	return v
+}
+
+// latestByName picks, per container name, the newest instance of the current UID.
+func (p *Pod) latestByName() map[string]*Container {
+	out := map[string]*Container{}
+	for _, c := range sortedContainers(p) {
+		if p.UID != "" && c.UID != p.UID {
+			continue
+		}
+		cur := out[c.Name]
+		if cur == nil || c.Attempt > cur.Attempt || (c.Attempt == cur.Attempt && c.StartedAt > cur.StartedAt) {
+			out[c.Name] = c
+		}
+	}
+	return out
+}
+
+func sortedContainers(p *Pod) []*Container {
+	out := make([]*Container, 0, len(p.Containers))
+	for _, c := range p.Containers {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func sortedSandboxes(p *Pod) []*Sandbox {
+	out := make([]*Sandbox, 0, len(p.Sandboxes))
+	for _, sb := range p.Sandboxes {
+		out = append(out, sb)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].CreatedAt != out[j].CreatedAt {
+			return out[i].CreatedAt < out[j].CreatedAt
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+

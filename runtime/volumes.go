@@ -1,0 +1,173 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	criv1 "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// PodDataDir is where the agent keeps a pod's files: <DataDir>/pods/<uid>.
+func (r *Runtime) PodDataDir(uid string) string {
+	return filepath.Join(r.cfg.DataDir, "pods", uid)
+}
+
+// EmptyDirPath is the host directory behind an emptyDir volume:
+// <DataDir>/pods/<uid>/volumes/empty-dir/<volume>.
+func (r *Runtime) EmptyDirPath(uid, volume string) string {
+	return filepath.Join(r.PodDataDir(uid), "volumes", "empty-dir", volume)
+}
+
+// RemovePodData deletes the pod's data directory and with it every emptyDir. An emptyDir
+// lives exactly as long as the pod (not its sandbox), so call this only when the pod is gone
+// for good, after RemovePodSandbox.
+func (r *Runtime) RemovePodData(uid string) error {
+	if uid == "" || strings.Contains(uid, "/") || uid == "." || uid == ".." {
+		return fmt.Errorf("remove data of pod %q: invalid uid", uid)
+	}
+	if err := os.RemoveAll(r.PodDataDir(uid)); err != nil {
+		return fmt.Errorf("remove data of pod %s: %w", uid, err)
+	}
+	return nil
+}
+
+// containerMounts turns volumeMounts into host bind mounts, creating what the volume type says
+// should be created, plus the termination-message file.
+func (r *Runtime) containerMounts(pod *corev1.Pod, c *corev1.Container, restartCount int) ([]*criv1.Mount, error) {
+	volumes := make(map[string]*corev1.Volume, len(pod.Spec.Volumes))
+	for i := range pod.Spec.Volumes {
+		volumes[pod.Spec.Volumes[i].Name] = &pod.Spec.Volumes[i]
+	}
+	var mounts []*criv1.Mount
+	for _, vm := range c.VolumeMounts {
+		v, ok := volumes[vm.Name]
+		if !ok {
+			return nil, fmt.Errorf("volume mount %q: no volume of that name in the pod", vm.Name)
+		}
+		hostPath, err := r.volumeHostPath(pod, v)
+		if err != nil {
+			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
+		}
+		if vm.SubPath != "" {
+			sub := filepath.Clean(vm.SubPath)
+			if filepath.IsAbs(sub) || sub == ".." || strings.HasPrefix(sub, "../") {
+				return nil, fmt.Errorf("volume mount %q: subPath %q must stay inside the volume", vm.Name, vm.SubPath)
+			}
+			hostPath = filepath.Join(hostPath, sub)
+			// As the kubelet: a missing subPath becomes a directory.
+			if _, err := os.Lstat(hostPath); errors.Is(err, fs.ErrNotExist) {
+				if err := os.MkdirAll(hostPath, 0o755); err != nil {
+					return nil, fmt.Errorf("volume mount %q: create subPath: %w", vm.Name, err)
+				}
+			}
+		}
+		mounts = append(mounts, &criv1.Mount{
+			ContainerPath: vm.MountPath,
+			HostPath:      hostPath,
+			Readonly:      vm.ReadOnly,
+			Propagation:   propagation(vm.MountPropagation),
+		})
+	}
+
+	// The kubelet gives every container a host file at its terminationMessagePath so the
+	// message outlives the container; one file per restart so a new run starts empty.
+	tm := filepath.Join(r.PodDataDir(string(pod.UID)), "containers", c.Name, strconv.Itoa(restartCount)+terminationMessageFileSuffix)
+	if err := os.MkdirAll(filepath.Dir(tm), 0o755); err != nil {
+		return nil, fmt.Errorf("create termination message file: %w", err)
+	}
+	f, err := os.OpenFile(tm, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("create termination message file: %w", err)
+	}
+	f.Close()
+	// The file mode is filtered by umask; the container's user may not be root.
+	if err := os.Chmod(tm, 0o666); err != nil {
+		return nil, fmt.Errorf("create termination message file: %w", err)
+	}
+	mounts = append(mounts, &criv1.Mount{ContainerPath: terminationMessagePath(c), HostPath: tm})
+	return mounts, nil
+}
+
+// volumeHostPath prepares and returns the host side of a volume. Only the volume types a
+// static pod can use without an API server are supported.
+func (r *Runtime) volumeHostPath(pod *corev1.Pod, v *corev1.Volume) (string, error) {
+	switch {
+	case v.EmptyDir != nil:
+		if v.EmptyDir.Medium == corev1.StorageMediumMemory {
+			return "", errors.New("emptyDir medium Memory is not supported")
+		}
+		p := r.EmptyDirPath(string(pod.UID), v.Name)
+		if err := os.MkdirAll(p, 0o777); err != nil {
+			return "", fmt.Errorf("create emptyDir: %w", err)
+		}
+		// World-writable like the kubelet's, so non-root containers can use it.
+		if err := os.Chmod(p, 0o777); err != nil {
+			return "", fmt.Errorf("create emptyDir: %w", err)
+		}
+		return p, nil
+	case v.HostPath != nil:
+		return v.HostPath.Path, prepareHostPath(v.HostPath)
+	}
+	return "", errors.New("unsupported volume type (only emptyDir and hostPath)")
+}
+
+// prepareHostPath applies the hostPath type: create for *OrCreate, check for the others.
+func prepareHostPath(hp *corev1.HostPathVolumeSource) error {
+	typ := corev1.HostPathUnset
+	if hp.Type != nil {
+		typ = *hp.Type
+	}
+	switch typ {
+	case corev1.HostPathUnset:
+		return nil
+	case corev1.HostPathDirectoryOrCreate:
+		if err := os.MkdirAll(hp.Path, 0o755); err != nil {
+			return fmt.Errorf("create hostPath directory: %w", err)
+		}
+		return nil
+	case corev1.HostPathFileOrCreate:
+		if err := os.MkdirAll(filepath.Dir(hp.Path), 0o755); err != nil {
+			return fmt.Errorf("create hostPath file: %w", err)
+		}
+		f, err := os.OpenFile(hp.Path, os.O_CREATE|os.O_RDONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("create hostPath file: %w", err)
+		}
+		return f.Close()
+	}
+	fi, err := os.Stat(hp.Path)
+	if err != nil {
+		return fmt.Errorf("hostPath type %s: %w", typ, err)
+	}
+	mode := fi.Mode()
+	ok := map[corev1.HostPathType]bool{
+		corev1.HostPathDirectory: mode.IsDir(),
+		corev1.HostPathFile:      mode.IsRegular(),
+		corev1.HostPathSocket:    mode&fs.ModeSocket != 0,
+		corev1.HostPathCharDev:   mode&fs.ModeCharDevice != 0,
+		corev1.HostPathBlockDev:  mode&fs.ModeDevice != 0 && mode&fs.ModeCharDevice == 0,
+	}[typ]
+	if !ok {
+		return fmt.Errorf("hostPath %s is not of type %s", hp.Path, typ)
+	}
+	return nil
+}
+
+func propagation(p *corev1.MountPropagationMode) criv1.MountPropagation {
+	if p == nil {
+		return criv1.MountPropagation_PROPAGATION_PRIVATE
+	}
+	switch *p {
+	case corev1.MountPropagationHostToContainer:
+		return criv1.MountPropagation_PROPAGATION_HOST_TO_CONTAINER
+	case corev1.MountPropagationBidirectional:
+		return criv1.MountPropagation_PROPAGATION_BIDIRECTIONAL
+	}
+	return criv1.MountPropagation_PROPAGATION_PRIVATE
+}
