@@ -24,6 +24,12 @@ func (s *State) Apply(e eventlog.Event) {
 			Starts: s.Agent.Starts + 1, Unclean: s.Agent.Unclean, StartedAt: now,
 			StoppedAt: s.Agent.StoppedAt, StopReason: s.Agent.StopReason,
 		}
+		// Sources must list again in this run before their silence about a
+		// pod may be taken as "not wanted"; the runtime must be re-observed.
+		for _, src := range s.Sources {
+			src.Synced = false
+		}
+		s.Runtime.Connected = false
 	case *pb.AgentStopped:
 		s.Agent.Running = false
 		s.Agent.StoppedAt = now
@@ -107,10 +113,18 @@ func (s *State) Apply(e eventlog.Event) {
 		if p.Containers == nil {
 			p.Containers = map[string]*Container{}
 		}
-		p.Containers[d.ContainerId] = &Container{
+		prev := p.Containers[d.ContainerId]
+		c := &Container{
 			ID: d.ContainerId, UID: d.Uid, SandboxID: d.SandboxId, Name: d.Container,
 			Attempt: d.Attempt, State: d.State, ExitCode: d.ExitCode, Reason: d.Reason,
 			StartedAt: d.StartedUnixNano, FinishedAt: d.FinishedUnixNano, Init: d.Init, Adopted: d.Adopted,
+		}
+		if prev != nil {
+			c.Grace = prev.Grace
+		}
+		p.Containers[d.ContainerId] = c
+		if d.State == StateExited && (prev == nil || prev.State != StateExited) && d.Uid == p.UID {
+			p.noteExit(c, now)
 		}
 	case *pb.ContainerGone:
 		if p := s.Pods[e.Pod]; p != nil {
@@ -120,12 +134,16 @@ func (s *State) Apply(e eventlog.Event) {
 
 	case *pb.Intent:
 		s.Pending[e.Seq] = &PendingIntent{
-			Pod: e.Pod, Action: d.Action, UID: d.Uid, Container: d.Container, Attempt: d.Attempt, At: now,
+			Pod: e.Pod, Action: d.Action, UID: d.Uid, Container: d.Container, Attempt: d.Attempt,
+			SandboxID: d.SandboxId, ContainerID: d.ContainerId, Grace: d.GracePeriodSeconds, At: now,
 		}
 		if p := s.Pods[e.Pod]; p != nil {
 			p.LastAction = &Action{Seq: e.Seq, Action: d.Action, Container: d.Container, Reason: d.Reason, At: now}
 		}
 	case *pb.Outcome:
+		if in := s.Pending[d.IntentSeq]; in != nil {
+			s.applyOutcome(in, d, now)
+		}
 		delete(s.Pending, d.IntentSeq)
 		if p := s.Pods[e.Pod]; p != nil && p.LastAction != nil && p.LastAction.Seq == d.IntentSeq {
 			p.LastAction.Done = true
@@ -165,7 +183,8 @@ func (s *State) applyManifest(key string, now int64, v manifestVersion) {
 		Source: v.source, Path: v.path, ContentHash: v.contentHash, Pod: key, UID: v.uid, Since: now,
 	}
 	p := s.pod(key, now)
-	if p.UID != v.uid || p.Removed || p.Spec == nil {
+	newUID := p.UID != v.uid
+	if newUID || p.Removed || p.Spec == nil {
 		p.Generation++
 	} else if p.ContentHash != v.contentHash {
 		p.Generation++
@@ -178,9 +197,14 @@ func (s *State) applyManifest(key string, now int64, v manifestVersion) {
 	p.UIDAlgorithm = v.uidAlgorithm
 	p.Spec = append([]byte(nil), v.spec...)
 	p.Warnings = append([]string(nil), v.warnings...)
+	p.decoded = decodeSpec(p.Spec)
 	p.Removed = false
 	p.LastRejection = ""
 	p.UpdatedAt = now
+	if newUID {
+		// A new UID is a new pod to the runtime: its back-off starts afresh.
+		p.Backoff, p.Failures = nil, nil
+	}
 }
 
 // pod returns the pod for key, creating a placeholder (not desired: Removed)

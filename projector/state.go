@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // SchemaVersion of the canonical state encoding (snapshots). Bump it when a
@@ -103,6 +105,29 @@ type Pod struct {
 	Mirror *Mirror `json:"mirror,omitempty"`
 	// LastAction is the newest intent folded for this pod, with its outcome.
 	LastAction *Action `json:"lastAction,omitempty"`
+	// Backoff by container name: crash-loop back-off, folded from exits, so
+	// it survives agent restarts (the kubelet forgets it).
+	Backoff map[string]*Backoff `json:"backoff,omitempty"`
+	// Failures by container name ("" for the sandbox): failed actions and when to retry.
+	Failures map[string]*Failure `json:"failures,omitempty"`
+
+	decoded *corev1.Pod // Spec, decoded once when folded; not part of the encoding
+}
+
+// Backoff is one container's crash-loop back-off.
+type Backoff struct {
+	Delay     int64 `json:"delay"`     // nanoseconds to wait after the last exit
+	NextStart int64 `json:"nextStart"` // not before this time (unix ns)
+	Exits     int   `json:"exits"`
+}
+
+// Failure is a failed action that will be retried with back-off.
+type Failure struct {
+	Reason  string `json:"reason"` // ErrImagePull, ErrImageNeverPull, CreateContainerError, …
+	Message string `json:"message,omitempty"`
+	Count   int    `json:"count"`
+	At      int64  `json:"at"`
+	NextTry int64  `json:"nextTry"`
 }
 
 // Key is "namespace/name".
@@ -133,6 +158,8 @@ type Container struct {
 	FinishedAt int64  `json:"finishedAt,omitempty"`
 	Init       bool   `json:"init,omitempty"`
 	Adopted    bool   `json:"adopted,omitempty"`
+	// Grace is the termination grace period (seconds) of the spec it was started from.
+	Grace int64 `json:"grace,omitempty"`
 }
 
 // Mirror is the mirror pod in the apiserver, as last observed.
@@ -159,12 +186,16 @@ type Action struct {
 
 // PendingIntent is an intent with no outcome yet.
 type PendingIntent struct {
-	Pod       string `json:"pod"`
-	Action    string `json:"action"`
-	UID       string `json:"uid,omitempty"`
-	Container string `json:"container,omitempty"`
-	Attempt   uint32 `json:"attempt,omitempty"`
-	At        int64  `json:"at"`
+	Pod         string `json:"pod"`
+	Action      string `json:"action"`
+	UID         string `json:"uid,omitempty"`
+	Container   string `json:"container,omitempty"`
+	Attempt     uint32 `json:"attempt,omitempty"`
+	SandboxID   string `json:"sandboxId,omitempty"`
+	ContainerID string `json:"containerId,omitempty"`
+	Grace       int64  `json:"grace,omitempty"`
+	Init        bool   `json:"init,omitempty"`
+	At          int64  `json:"at"`
 }
 
 // New returns the state before any event.
@@ -247,6 +278,17 @@ func (s *State) normalize() {
 		}
 		// The key is the identity; the fields must agree with it.
 		p.Namespace, p.Name, _ = strings.Cut(k, "/")
+		p.decoded = decodeSpec(p.Spec)
+		for n, b := range p.Backoff {
+			if b == nil {
+				delete(p.Backoff, n)
+			}
+		}
+		for n, f := range p.Failures {
+			if f == nil {
+				delete(p.Failures, n)
+			}
+		}
 		for id, sb := range p.Sandboxes {
 			if sb == nil {
 				delete(p.Sandboxes, id)

@@ -48,8 +48,12 @@ type ContainerView struct {
 	StartedAt    int64  `json:"startedAt,omitempty"`
 }
 
-// Views renders every pod, ordered by namespace/name.
-func (s *State) Views() []PodView {
+// Views renders every pod as of the last event, ordered by namespace/name.
+func (s *State) Views() []PodView { return s.ViewsAt(s.Time) }
+
+// ViewsAt renders every pod as of now (which decides whether a back-off is
+// still running), ordered by namespace/name.
+func (s *State) ViewsAt(now int64) []PodView {
 	keys := make([]string, 0, len(s.Pods))
 	for k := range s.Pods {
 		keys = append(keys, k)
@@ -57,25 +61,28 @@ func (s *State) Views() []PodView {
 	sort.Strings(keys)
 	out := make([]PodView, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, s.Pods[k].View())
+		out = append(out, s.Pods[k].View(now))
 	}
 	return out
 }
 
-// DecodeSpec parses the pod's stored spec (nil if it has none or it is unreadable).
-func (p *Pod) DecodeSpec() *corev1.Pod {
-	if len(p.Spec) == 0 {
+// DecodeSpec returns the pod's decoded spec (nil if it has none or it is
+// unreadable). Callers must not modify it.
+func (p *Pod) DecodeSpec() *corev1.Pod { return p.decoded }
+
+func decodeSpec(b []byte) *corev1.Pod {
+	if len(b) == 0 {
 		return nil
 	}
 	var pod corev1.Pod
-	if err := json.Unmarshal(p.Spec, &pod); err != nil {
+	if err := json.Unmarshal(b, &pod); err != nil {
 		return nil
 	}
 	return &pod
 }
 
-// View renders the pod.
-func (p *Pod) View() PodView {
+// View renders the pod as of now.
+func (p *Pod) View(now int64) PodView {
 	v := PodView{
 		Namespace: p.Namespace, Name: p.Name, UID: p.UID, Source: p.Source, Path: p.Path,
 		Hash: p.ConfigHash, CreatedAt: p.FirstSeen, Removed: p.Removed, Rejection: p.LastRejection,
@@ -132,9 +139,15 @@ func (p *Pod) View() PodView {
 				cv.State = "exited"
 			}
 		}
-		if a := p.LastAction; a != nil && a.Done && !a.OK && a.Container == sl.name && a.ErrReason != "" && cv.State != "running" {
+		if f := p.Failures[sl.name]; f != nil && cv.State != "running" {
 			cv.State = "waiting"
-			cv.Reason = a.ErrReason
+			cv.Reason = f.Reason
+			if f.Count > 1 && now < f.NextTry && (f.Reason == "ErrImagePull" || f.Reason == "ErrImageNeverPull") {
+				cv.Reason = "ImagePullBackOff"
+			}
+		} else if b := p.Backoff[sl.name]; b != nil && cv.State == "exited" && now < b.NextStart && restarts(restartPolicy, cv.ExitCode) {
+			cv.State = "waiting"
+			cv.Reason = "CrashLoopBackOff"
 		}
 		if !sl.init {
 			apps++
@@ -143,7 +156,10 @@ func (p *Pod) View() PodView {
 			case "running":
 				running++
 				ready++
-			case "exited":
+			case "exited", "waiting":
+				if cv.ContainerID == "" {
+					break
+				}
 				if cv.ExitCode == 0 {
 					exitedOK++
 				} else {
@@ -217,3 +233,7 @@ func sortedSandboxes(p *Pod) []*Sandbox {
 	return out
 }
 
+
+func restarts(policy corev1.RestartPolicy, exitCode int32) bool {
+	return policy == corev1.RestartPolicyAlways || policy == "" || (policy == corev1.RestartPolicyOnFailure && exitCode != 0)
+}
