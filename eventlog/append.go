@@ -11,7 +11,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Append assigns seqs and times to evs and returns their seqs once the batch
@@ -62,23 +61,23 @@ func (l *Log) Append(ctx context.Context, evs ...Event) ([]uint64, error) {
 	return seqs, nil
 }
 
-// pendingEvent is an event encoded without its time, which the writer
-// prepends: time_unix_nano is field 1, so with deterministic marshalling
-// tag+varint followed by the rest is exactly Encode of the timed event.
+// pendingEvent is an event encoded without its pod and time (which the
+// writer adds, see codec.go) and already hex-packed.
 type pendingEvent struct {
-	rec    []byte
+	packed []byte
 	pod    string
 	blobs  [][]byte
 	hashes []string
 }
 
 func prepare(ev Event) (pendingEvent, error) {
-	ev.Time = time.Time{}
+	pod := ev.Pod
+	ev.Time, ev.Pod = time.Time{}, ""
 	rec, err := Encode(ev)
 	if err != nil {
 		return pendingEvent{}, err
 	}
-	p := pendingEvent{rec: rec, pod: ev.Pod, blobs: ev.Blobs}
+	p := pendingEvent{packed: hexpack(make([]byte, 0, len(rec)), rec), pod: pod, blobs: ev.Blobs}
 	if len(ev.Blobs) > 0 {
 		p.hashes = make([]string, len(ev.Blobs))
 		for i, b := range ev.Blobs {
@@ -111,9 +110,10 @@ type writer struct {
 	l *Log
 
 	mu       sync.Mutex
-	cond     *sync.Cond
 	queue    []*request
+	queued   int // events in queue
 	stopping bool
+	wake     chan struct{} // cap 1: something was queued or stop was asked
 	exited   chan struct{}
 
 	// Owned by the writer goroutine.
@@ -123,7 +123,19 @@ type writer struct {
 	pods        map[string]uint32
 	podTails    map[uint32]podTail
 	batch       []*request
+
+	// Adaptive group commit (see gather).
+	concurrency int           // callers seen per commit cycle recently
+	lastCommit  time.Duration // how long the last commit took
+	timer       *time.Timer
 }
+
+// maxLinger bounds how long the writer waits for more appends before a
+// commit; lingerFraction of the last commit's duration is used when smaller.
+const (
+	maxLinger      = 250 * time.Microsecond
+	lingerFraction = 4
+)
 
 func newWriter(l *Log, st loaded) *writer {
 	w := &writer{
@@ -136,7 +148,7 @@ func newWriter(l *Log, st loaded) *writer {
 		pods:      st.pods,
 		podTails:  make(map[uint32]podTail),
 	}
-	w.cond = sync.NewCond(&w.mu)
+	w.wake = make(chan struct{}, 1)
 	return w
 }
 
@@ -147,39 +159,94 @@ func (w *writer) enqueue(r *request) error {
 		return ErrClosed
 	}
 	w.queue = append(w.queue, r)
-	w.cond.Signal()
+	w.queued += len(r.recs)
+	w.signal()
 	return nil
+}
+
+func (w *writer) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
 }
 
 // stop lets the writer commit everything queued, then waits for it to exit.
 func (w *writer) stop() {
 	w.mu.Lock()
 	w.stopping = true
-	w.cond.Signal()
 	w.mu.Unlock()
+	w.signal()
 	<-w.exited
+}
+
+// state reports the queue length (requests, events) and whether stop was asked.
+func (w *writer) state() (reqs, events int, stopping bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue), w.queued, w.stopping
 }
 
 func (w *writer) run() {
 	defer close(w.exited)
+	w.timer = time.NewTimer(time.Hour)
+	w.timer.Stop()
 	for {
+		reqs, _, stopping := w.state()
+		if reqs == 0 {
+			if stopping {
+				return
+			}
+			<-w.wake
+			continue
+		}
+		w.gather()
+
 		w.mu.Lock()
-		for len(w.queue) == 0 && !w.stopping {
-			w.cond.Wait()
-		}
-		if len(w.queue) == 0 {
-			w.mu.Unlock()
-			return
-		}
 		w.batch = w.take(w.batch[:0])
+		waiting := len(w.queue)
 		w.mu.Unlock()
 
+		start := time.Now()
 		if w.batch[0].job != nil {
 			w.runJob(w.batch[0])
 		} else {
 			w.commitEvents(w.batch)
+			// Callers of this batch plus those who queued meanwhile are
+			// how many will want the next commit.
+			w.concurrency = len(w.batch) + waiting
 		}
+		w.lastCommit = time.Since(start)
 		clear(w.batch) // do not pin finished requests
+	}
+}
+
+// gather waits briefly for appenders released by the last commit to come
+// back before starting the next one. With N concurrent appenders and no
+// waiting, commits alternate between two halves of them (those released
+// queue up while the other half commits), so each fsync carries N/2 events;
+// waiting a fraction of a commit's duration lets it carry N. A lone
+// sequential appender never waits: one queued request already meets its
+// concurrency of 1.
+func (w *writer) gather() {
+	linger := min(maxLinger, w.lastCommit/lingerFraction)
+	if w.concurrency <= 1 || linger <= 0 {
+		return
+	}
+	w.timer.Reset(linger)
+	defer w.timer.Stop()
+	for {
+		reqs, events, stopping := w.state()
+		if reqs >= w.concurrency || events >= w.l.maxBatch || stopping {
+			return
+		}
+		select {
+		case <-w.wake:
+		case <-w.timer.C:
+			// Fewer callers came back: adapt so the next cycle does not wait.
+			w.concurrency = reqs
+			return
+		}
 	}
 }
 
@@ -197,6 +264,9 @@ func (w *writer) take(dst []*request) []*request {
 			dst = append(dst, r)
 			n += len(r.recs)
 		}
+	}
+	for _, r := range dst {
+		w.queued -= len(r.recs)
 	}
 	rest := copy(w.queue, w.queue[len(dst):])
 	clear(w.queue[rest:])
@@ -226,6 +296,9 @@ func (w *writer) commitEvents(batch []*request) {
 	if err != nil {
 		for _, name := range newPods {
 			delete(w.pods, name)
+		}
+		if len(newPods) > 0 {
+			w.l.truncPodNames(len(w.pods))
 		}
 		clear(w.podTails)
 		w.l.logger.Error("event log commit failed", "path", w.l.path, "err", err)
@@ -259,12 +332,10 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 	timeIdx.FillPercent = 1.0
 	blobs := tx.Bucket(bucketBlobs)
 
-	prefix := protowire.AppendVarint(protowire.AppendTag(make([]byte, 0, 12), 1, protowire.VarintType), uint64(t))
-	n, size := 0, 0
+	size := 0
 	for _, r := range batch {
-		n += len(r.recs)
 		for _, p := range r.recs {
-			size += 8 + len(prefix) + len(p.rec)
+			size += 8 + 1 + 5 + binary.MaxVarintLen64 + len(p.packed)
 		}
 	}
 	// bbolt keeps references to keys and values until commit, so each gets
@@ -280,12 +351,22 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 		r.first = seq + 1
 		for _, p := range r.recs {
 			seq++
+			var podID uint32
+			if p.pod != "" {
+				var err error
+				if podID, err = w.podID(tx, p.pod, newPods); err != nil {
+					return err
+				}
+				if _, ok := podSeqs[podID]; !ok {
+					podOrder = append(podOrder, podID)
+				}
+				podSeqs[podID] = append(podSeqs[podID], seq)
+			}
 			start := len(arena)
 			arena = binary.BigEndian.AppendUint64(arena, seq)
 			key := arena[start:len(arena):len(arena)]
 			start = len(arena)
-			arena = append(arena, prefix...)
-			arena = append(arena, p.rec...)
+			arena = encodeValue(arena, podID, t, p.packed)
 			val := arena[start:len(arena):len(arena)]
 			if err := events.Put(key, val); err != nil {
 				return fmt.Errorf("put event %d: %w", seq, err)
@@ -299,16 +380,6 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 				if err := blobs.Put(hk, b); err != nil {
 					return fmt.Errorf("put blob %s: %w", p.hashes[i], err)
 				}
-			}
-			if p.pod != "" {
-				id, err := w.podID(tx, p.pod, newPods)
-				if err != nil {
-					return err
-				}
-				if _, ok := podSeqs[id]; !ok {
-					podOrder = append(podOrder, id)
-				}
-				podSeqs[id] = append(podSeqs[id], seq)
 			}
 		}
 	}
@@ -345,6 +416,10 @@ func (w *writer) podID(tx *bolt.Tx, pod string, newPods *[]string) (uint32, erro
 	}
 	w.pods[pod] = id
 	*newPods = append(*newPods, pod)
+	// Readers resolve ids through l.names. Publish before the commit: no
+	// reader can see an event with this id before then, and a failed commit
+	// leaves only an unused name behind (rolled back in commitEvents).
+	w.l.addPodName(pod, id)
 	return id, nil
 }
 

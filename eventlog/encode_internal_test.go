@@ -2,38 +2,105 @@ package eventlog
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"pgregory.net/rapid"
 
 	"github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 )
 
-// The writer stores tag+time followed by the record encoded without time;
-// that must be byte-identical to Encode of the timed event, so stored values
-// are exactly Encode(event).
-func TestStoredValueIsEncodeOfTimedEvent(t *testing.T) {
-	tm := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
-	for _, ev := range []Event{
-		{Pod: "kube-system/etcd-node1", Data: &eventpb.ContainerObserved{Uid: "u", ContainerId: "c", State: "running", Attempt: 3}},
-		{Data: &eventpb.AgentStarted{Version: "v1", Flags: []string{"--a=b"}}},
-		{Pod: "a/b", Data: &eventpb.Outcome{IntentSeq: 7, Ok: true}},
-		{Data: &eventpb.MirrorGone{}},
+func TestHexpackRoundTripsAnyBytes(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		// Bias towards hex digits and the escape byte, where the format
+		// has its cases.
+		alphabet := append([]byte("0123456789abcdefABCDEFxyz-/"), 0, hexEsc, 0x01)
+		src := rapid.SliceOf(rapid.OneOf(
+			rapid.SampledFrom(alphabet),
+			rapid.Byte(),
+		)).Draw(t, "src")
+		packed := hexpack(nil, src)
+		got, err := hexunpack(nil, packed)
+		if err != nil {
+			t.Fatalf("unpack: %v", err)
+		}
+		if !bytes.Equal(got, src) {
+			t.Fatalf("roundtrip: got %q, want %q (packed %x)", got, src, packed)
+		}
+	})
+}
+
+func TestHexpackShrinksLongLowercaseHexRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  string
+		want int
+	}{
+		{"64-hex id", strings.Repeat("0f", 32), 2 + 32},
+		{"odd run keeps its last digit literal", strings.Repeat("a", 65), 2 + 32 + 1},
+		{"short runs stay literal", "abc-123", 7},
+		{"uppercase is not packed", strings.Repeat("AB", 10), 20},
+		{"escape byte is doubled", "\xff", 2},
+		{"runs longer than 510 are split", strings.Repeat("1", 600), 2 + 255 + 2 + 45},
 	} {
-		p, err := prepare(ev)
-		if err != nil {
-			t.Fatal(err)
+		t.Run(tc.name, func(t *testing.T) {
+			if got := len(hexpack(nil, []byte(tc.src))); got != tc.want {
+				t.Fatalf("packed size %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestHexunpackRejectsTruncatedEscapes(t *testing.T) {
+	for _, src := range [][]byte{{hexEsc}, {'a', hexEsc, 3, 1, 2}} {
+		if _, err := hexunpack(nil, src); err == nil {
+			t.Errorf("hexunpack(%x) accepted", src)
 		}
-		got := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), uint64(tm.UnixNano()))
-		got = append(got, p.rec...)
-		ev.Time = tm
-		want, err := Encode(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s: stored %x, Encode gives %x", ev.Type(), got, want)
-		}
+	}
+}
+
+func TestStoredValueDecodesToTheAppendedEvent(t *testing.T) {
+	tm := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	names := func(id uint32) (string, bool) { return "kube-system/etcd-node1", id == 7 }
+	for _, tc := range []struct {
+		name  string
+		ev    Event
+		podID uint32
+	}{
+		{"container with hex ids and pod", Event{Pod: "kube-system/etcd-node1", Data: &eventpb.ContainerObserved{
+			Uid: "0b5e1c2a-3d4f-4a6b-8c7d-9e0f1a2b3c4d", ContainerId: strings.Repeat("ab12", 16), SandboxId: strings.Repeat("9f", 32), State: "running", Attempt: 3}}, 7},
+		{"no pod", Event{Data: &eventpb.AgentStarted{Version: "v1", Flags: []string{"--a=b"}}}, 0},
+		{"bytes with escape bytes", Event{Pod: "kube-system/etcd-node1", Data: &eventpb.ManifestAdded{PodJson: []byte{0xff, 0, 0xff, 0xff, 'a'}}}, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := prepare(tc.ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := encodeValue(nil, tc.podID, tm.UnixNano(), p.packed)
+			var scratch []byte
+			got, err := decodeValue(9, v, names, &scratch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Seq != 9 || !got.Time.Equal(tm) || got.Pod != tc.ev.Pod || !proto.Equal(got.Data, tc.ev.Data) {
+				t.Fatalf("got %+v, want %+v", got, tc.ev)
+			}
+		})
+	}
+}
+
+func TestPlainEncodedValuesStillDecode(t *testing.T) {
+	ev := Event{Time: time.Unix(5, 0).UTC(), Pod: "a/b", Data: &eventpb.Outcome{IntentSeq: 3, Ok: true}}
+	b, err := Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scratch []byte
+	got, err := decodeValue(1, b, nil, &scratch)
+	if err != nil || got.Pod != "a/b" || !got.Time.Equal(ev.Time) || !proto.Equal(got.Data, ev.Data) {
+		t.Fatalf("got %+v, %v", got, err)
 	}
 }

@@ -100,7 +100,37 @@ type Log struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// names maps pod id-1 to pod key for decoding. The writer appends
+	// (copy-on-write) and publishes a new slice; readers load it lock-free.
+	names   atomic.Pointer[[]string]
+	namesMu sync.Mutex
+
 	w *writer // nil when read-only
+}
+
+func (l *Log) podName(id uint32) (string, bool) {
+	names := *l.names.Load()
+	if id == 0 || int(id) > len(names) {
+		return "", false
+	}
+	return names[id-1], true
+}
+
+func (l *Log) addPodName(pod string, id uint32) {
+	l.namesMu.Lock()
+	defer l.namesMu.Unlock()
+	old := *l.names.Load()
+	names := make([]string, max(len(old), int(id)))
+	copy(names, old)
+	names[id-1] = pod
+	l.names.Store(&names)
+}
+
+func (l *Log) truncPodNames(n int) {
+	l.namesMu.Lock()
+	defer l.namesMu.Unlock()
+	names := (*l.names.Load())[:n:n]
+	l.names.Store(&names)
 }
 
 // Snapshot is projected state as of Seq (all events <= Seq folded), opaque to the log.
@@ -181,6 +211,15 @@ func Open(path string, opts Options) (*Log, error) {
 	}
 	l.first.Store(st.first)
 	l.last.Store(st.last)
+	names := make([]string, len(st.pods))
+	for pod, id := range st.pods {
+		if id == 0 || int(id) > len(names) {
+			_ = db.Close()
+			return nil, fmt.Errorf("%s: truncated or corrupt (pod id %d out of range)", path, id)
+		}
+		names[id-1] = pod
+	}
+	l.names.Store(&names)
 	if !opts.ReadOnly {
 		l.w = newWriter(l, st)
 		go l.w.run()

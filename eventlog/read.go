@@ -30,7 +30,7 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func(Event) error) e
 		buf = buf[:0]
 		err := l.view(func(tx *bolt.Tx) error {
 			var err error
-			buf, next, err = readRange(tx, from, to, buf)
+			buf, next, err = l.readRange(tx, from, to, buf)
 			return err
 		})
 		if err != nil {
@@ -51,17 +51,18 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func(Event) error) e
 
 // readRange decodes up to cap(buf) events from..to and returns the seq to
 // continue at.
-func readRange(tx *bolt.Tx, from, to uint64, buf []Event) ([]Event, uint64, error) {
+func (l *Log) readRange(tx *bolt.Tx, from, to uint64, buf []Event) ([]Event, uint64, error) {
 	c := tx.Bucket(bucketEvents).Cursor()
 	var key [8]byte
 	binary.BigEndian.PutUint64(key[:], from)
 	next := from
+	var scratch []byte
 	for k, v := c.Seek(key[:]); k != nil && len(buf) < cap(buf); k, v = c.Next() {
 		seq := binary.BigEndian.Uint64(k)
 		if seq > to {
 			break
 		}
-		e, err := Decode(seq, v)
+		e, err := decodeValue(seq, v, l.podName, &scratch)
 		if err != nil {
 			return buf, next, err
 		}
@@ -85,7 +86,7 @@ func (l *Log) ReadPod(ctx context.Context, pod string, from, to uint64, fn func(
 		buf = buf[:0]
 		err := l.view(func(tx *bolt.Tx) error {
 			var err error
-			buf, next, err = readPodRange(tx, pod, from, to, buf)
+			buf, next, err = l.readPodRange(tx, pod, from, to, buf)
 			return err
 		})
 		if err != nil {
@@ -104,7 +105,7 @@ func (l *Log) ReadPod(ctx context.Context, pod string, from, to uint64, fn func(
 	return nil
 }
 
-func readPodRange(tx *bolt.Tx, pod string, from, to uint64, buf []Event) ([]Event, uint64, error) {
+func (l *Log) readPodRange(tx *bolt.Tx, pod string, from, to uint64, buf []Event) ([]Event, uint64, error) {
 	idv := tx.Bucket(bucketPods).Get([]byte(pod))
 	if len(idv) != 4 {
 		return buf, from, nil // never seen: no events
@@ -130,6 +131,7 @@ func readPodRange(tx *bolt.Tx, pod string, from, to uint64, buf []Event) ([]Even
 		}
 	}
 	next := from
+	var scratch []byte
 	var evKey [8]byte
 	var derr error
 	for ; k != nil && bytes.HasPrefix(k, idv) && len(k) == 12; k, v = c.Next() {
@@ -148,7 +150,7 @@ func readPodRange(tx *bolt.Tx, pod string, from, to uint64, buf []Event) ([]Even
 			if ev == nil {
 				return true // compacted away
 			}
-			e, err := Decode(seq, ev)
+			e, err := decodeValue(seq, ev, l.podName, &scratch)
 			if err != nil {
 				derr = err
 				return false

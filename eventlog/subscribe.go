@@ -82,7 +82,7 @@ func (s *Subscription) fill(last uint64) error {
 	s.buf, s.pos = s.buf[:0], 0
 	err := s.l.view(func(tx *bolt.Tx) error {
 		var err error
-		s.buf, _, err = readRange(tx, s.next, last, s.buf)
+		s.buf, _, err = s.l.readRange(tx, s.next, last, s.buf)
 		return err
 	})
 	if err != nil {

@@ -171,7 +171,9 @@ type manifestVersion struct {
 }
 
 func (s *State) applyManifest(key string, now int64, v manifestVersion) {
-	if prev := s.Manifests[v.path]; prev != nil && prev.Pod != "" && prev.Pod != key {
+	// A file names one pod; a URL may serve many (a PodList), so only a file
+	// that now names another pod means the old one is gone.
+	if prev := s.Manifests[v.path]; v.source == "file" && prev != nil && prev.Pod != "" && prev.Pod != key {
 		// The path now names another pod: the old one is no longer desired.
 		if old := s.Pods[prev.Pod]; old != nil && old.Path == v.path {
 			old.Removed = true

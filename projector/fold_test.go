@@ -229,6 +229,32 @@ func TestRules(t *testing.T) {
 			},
 		},
 		{
+			name: "URLServingManyPodsKeepsThemAll",
+			evs: []eventlog.Event{
+				ev(1, "default/a-node1", &pb.ManifestAdded{Source: "http", Path: "http://x/pods", Uid: "ua", PodJson: []byte(`{}`)}),
+				ev(2, "default/b-node1", &pb.ManifestAdded{Source: "http", Path: "http://x/pods", Uid: "ub", PodJson: []byte(`{}`)}),
+			},
+			check: func(t *testing.T, s *projector.State) {
+				for _, k := range []string{"default/a-node1", "default/b-node1"} {
+					if p := s.Pods[k]; p == nil || p.Removed {
+						t.Fatalf("%s lost: %+v", k, p)
+					}
+				}
+			},
+		},
+		{
+			name: "FileNamingAnotherPodRemovesTheOld",
+			evs: []eventlog.Event{
+				ev(1, "default/a-node1", &pb.ManifestAdded{Source: "file", Path: "/m/x.yaml", Uid: "ua", PodJson: []byte(`{}`)}),
+				ev(2, "default/b-node1", &pb.ManifestChanged{Source: "file", Path: "/m/x.yaml", Uid: "ub", PodJson: []byte(`{}`)}),
+			},
+			check: func(t *testing.T, s *projector.State) {
+				if _, ok := s.Pods["default/a-node1"]; ok {
+					t.Fatal("the pod the file no longer names should be gone")
+				}
+			},
+		},
+		{
 			name: "EditBumpsGenerationAndReplacesSpec",
 			evs: []eventlog.Event{
 				ev(1, key, added),

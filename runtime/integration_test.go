@@ -499,3 +499,29 @@ func expectMap(t *testing.T, what string, got, want map[string]string) {
 		}
 	}
 }
+
+// Needs hack/dev-registry too:
+//
+//	export LEDGERLET_TEST_REGISTRY_IMAGE=$(hack/dev-registry up | tail -n1)
+func TestAlwaysPullsFromRegistry(t *testing.T) {
+	r := newTestRuntime(t)
+	image := os.Getenv("LEDGERLET_TEST_REGISTRY_IMAGE")
+	if image == "" {
+		t.Skip("LEDGERLET_TEST_REGISTRY_IMAGE not set: run `export LEDGERLET_TEST_REGISTRY_IMAGE=$(hack/dev-registry up | tail -n1)`")
+	}
+	ctx := context.Background()
+	pod := testPod(t, "pulled", corev1.Container{
+		Name: "c", Image: image, ImagePullPolicy: corev1.PullAlways,
+		Command: []string{"echo", "pulled"},
+	})
+	t0 := time.Now()
+	ref, err := r.EnsureImage(ctx, pod, &pod.Spec.Containers[0])
+	if err != nil || !strings.HasPrefix(ref, "sha256:") {
+		t.Fatalf("Always from a reachable registry: ref %q err %v", ref, err)
+	}
+	t.Logf("pulled %s in %v", image, time.Since(t0).Round(time.Millisecond))
+	s := startPod(ctx, t, r, pod)
+	if st := waitExited(ctx, t, r, s.containerIDs["c"]); st.ExitCode != 0 {
+		t.Errorf("container from the pulled image: %+v", st)
+	}
+}

@@ -286,9 +286,12 @@ func (s *FileSource) settled(ctx context.Context) {
 	}
 }
 
-// relist reads the whole path and makes it the current view. A file still
-// settling keeps its previous observation: reading it now could catch it
-// half written.
+// relist reads the whole path and brings the current view up to date.
+//
+// The first listing is applied as it is. After that, a file the re-list finds
+// new, changed or gone is not applied yet but settles like a write: the
+// re-list may have caught it half written, or between an editor's rename
+// away and its new write. Events usually got there first anyway.
 func (s *FileSource) relist(ctx context.Context) {
 	paths, isDir, err := s.list()
 	if err != nil {
@@ -296,25 +299,35 @@ func (s *FileSource) relist(ctx context.Context) {
 		return
 	}
 	s.isDir = isDir
-	files := make(map[string]*observation, len(paths))
-	for _, path := range paths {
-		if _, settling := s.pending[path]; settling {
-			if o := s.files[path]; o != nil {
+	if !s.listed {
+		files := make(map[string]*observation, len(paths))
+		for _, path := range paths {
+			if o := s.observe(path); o != nil {
 				files[path] = o
 			}
+		}
+		s.files = files
+		s.listed = true
+		s.commit(ctx)
+		return
+	}
+	settleAt := time.Now().Add(s.cfg.SettleWindow)
+	seen := make(map[string]bool, len(paths))
+	for _, path := range paths {
+		seen[path] = true
+		if _, settling := s.pending[path]; settling {
 			continue
 		}
-		if o := s.observe(path); o != nil {
-			files[path] = o
+		if o := s.observe(path); o != s.files[path] {
+			s.pending[path] = settleAt
 		}
 	}
-	for path := range s.pending {
-		if o := s.files[path]; o != nil && files[path] == nil {
-			files[path] = o // settling; decided when it settles
+	for path := range s.files {
+		if _, settling := s.pending[path]; !seen[path] && !settling {
+			s.pending[path] = settleAt
 		}
 	}
-	s.files = files
-	s.listed = true
+	// Nothing is appended here, except what a failed append left over.
 	s.commit(ctx)
 }
 
@@ -349,40 +362,59 @@ func (s *FileSource) list() (paths []string, isDir bool, err error) {
 }
 
 // observe reads one file. It returns nil when there is no manifest at path
-// (gone, or not a regular file). Unchanged bytes reuse the previous parse.
+// (gone, or not a regular file). Unchanged bytes reuse the previous parse,
+// and a file whose stat has not moved since a trusted read is not read again,
+// which keeps a re-list of many manifests cheap.
 func (s *FileSource) observe(path string) *observation {
-	f, err := os.Open(path)
+	fi, err := os.Stat(path) // follows symlinks, as the kubelet does
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return &observation{err: fmt.Errorf("%s: read: %w", path, err)}
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return &observation{err: fmt.Errorf("%s: read: %w", path, err)}
-	}
 	if !fi.Mode().IsRegular() {
 		return nil
 	}
-	raw, err := io.ReadAll(io.LimitReader(f, MaxManifestBytes+1))
-	if err != nil {
-		return &observation{err: fmt.Errorf("%s: read: %w", path, err)}
+	stamp, stampOK := statStamp(fi)
+	prev := s.files[path]
+	if prev != nil && prev.trusted && stampOK && prev.stamp == stamp {
+		return prev
 	}
-	if len(raw) > MaxManifestBytes {
-		return &observation{err: fmt.Errorf("%s: manifest is larger than %d bytes", path, MaxManifestBytes)}
+	readAt := time.Now()
+	trusted := stampOK && stamp.settledBefore(readAt)
+	raw, err := readManifest(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return &observation{err: fmt.Errorf("%s: %w", path, err)}
 	}
 	sum := sha256.Sum256(raw)
 	hash := hex.EncodeToString(sum[:])
-	if prev := s.files[path]; prev != nil && prev.hash == hash {
+	if prev != nil && prev.hash == hash {
+		prev.stamp, prev.trusted = stamp, trusted
 		return prev
 	}
-	res, err := Parse(raw, ParseOptions{NodeName: s.cfg.NodeName, Source: SourceFile, Path: path, Seen: time.Now()})
+	o := &observation{hash: hash, raw: raw, stamp: stamp, trusted: trusted}
+	o.res, o.err = Parse(raw, ParseOptions{NodeName: s.cfg.NodeName, Source: SourceFile, Path: path, Seen: readAt})
+	return o
+}
+
+func readManifest(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return &observation{hash: hash, err: err, raw: raw}
+		return nil, err
 	}
-	return &observation{hash: hash, res: res, raw: raw}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, MaxManifestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if len(raw) > MaxManifestBytes {
+		return nil, fmt.Errorf("manifest is larger than %d bytes", MaxManifestBytes)
+	}
+	return raw, nil
 }
 
 // commit appends what reconciling the current view yields. The ledger moves
@@ -481,13 +513,13 @@ func isDir(path string) bool {
 func logEvent(log *slog.Logger, ev eventlog.Event) {
 	switch d := ev.Data.(type) {
 	case *eventpb.ManifestRejected:
-		log.Warn("manifest rejected", "pod", ev.Pod, "file", d.Path, "reason", d.Reason)
+		log.Warn("manifest rejected", "pod", ev.Pod, "manifest", d.Path, "reason", d.Reason)
 	case *eventpb.ManifestAdded:
-		log.Info("manifest added", "pod", ev.Pod, "file", d.Path, "uid", d.Uid)
+		log.Info("manifest added", "pod", ev.Pod, "manifest", d.Path, "uid", d.Uid)
 	case *eventpb.ManifestChanged:
-		log.Info("manifest changed", "pod", ev.Pod, "file", d.Path, "uid", d.Uid, "previousUID", d.PreviousUid)
+		log.Info("manifest changed", "pod", ev.Pod, "manifest", d.Path, "uid", d.Uid, "previousUID", d.PreviousUid)
 	case *eventpb.ManifestRemoved:
-		log.Info("manifest removed", "pod", ev.Pod, "file", d.Path, "uid", d.Uid)
+		log.Info("manifest removed", "pod", ev.Pod, "manifest", d.Path, "uid", d.Uid)
 	default:
 		log.Debug(ev.Type(), "pod", ev.Pod)
 	}

@@ -24,7 +24,7 @@ type fileHarness struct {
 func startFile(t *testing.T, path string, known []Known, tweak ...func(*FileConfig)) *fileHarness {
 	t.Helper()
 	rec := newRecorder()
-	cfg := FileConfig{Path: path, NodeName: "node1", Recorder: rec, Known: known, CheckFrequency: time.Hour}
+	cfg := FileConfig{Path: path, NodeName: "node1", Recorder: rec, Known: known, CheckFrequency: time.Hour, Logger: testLogger(t)}
 	for _, f := range tweak {
 		f(&cfg)
 	}
@@ -98,7 +98,7 @@ func TestColdStartListsInLexicalOrderThenSyncs(t *testing.T) {
 
 func TestEditorArtefactsAreIgnored(t *testing.T) {
 	dir := manifestDir(t)
-	h := startFile(t, dir, nil)
+	h := startFile(t, dir, nil, func(c *FileConfig) { c.CheckFrequency = 20 * time.Millisecond })
 	for _, name := range []string{".web.yaml", "web.yaml~", ".web.yaml.swp", "web.yaml.swo", "web.yaml.swx", "4913",
 		"#web.yaml#", ".#web.yaml", "web.yaml.bak", "web.yaml.orig", "web.yaml.tmp", "web.yaml.dpkg-new",
 		"web.yaml.rpmnew", "web.yaml.rpmsave"} {
@@ -110,8 +110,7 @@ func TestEditorArtefactsAreIgnored(t *testing.T) {
 	write(t, filepath.Join(dir, "subdir", "nested.yaml"), podYAML("nested", "busybox:1.36"))
 	renameInto(t, dir, "web.yaml", podYAML("web", "busybox:1.36"))
 	h.rec.waitFor(t, "web added", hasLine("ManifestAdded default/web-node1 web.yaml"))
-	quiet()
-	h.src.relistForTest(t)
+	quiet() // several re-lists
 	got := summary(h.rec.events())
 	if want := []string{"SourceSynced", "ManifestAdded default/web-node1 web.yaml"}; !slices.Equal(got, want) {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -325,14 +324,30 @@ func TestSingleFilePath(t *testing.T) {
 }
 
 func TestRelistCatchesWhatWatchesMissed(t *testing.T) {
+	// No Run, so no watcher: only re-lists see the directory.
 	dir := manifestDir(t)
+	rec := newRecorder()
+	src, err := NewFileSource(FileConfig{Path: dir, NodeName: "node1", Recorder: rec, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	relist := func() {
+		src.relist(ctx)
+		time.Sleep(2 * DefaultSettleWindow)
+		src.settled(ctx)
+	}
+	relist()
 	write(t, filepath.Join(dir, "web.yaml"), podYAML("web", "busybox:1.36"))
-	h := startFile(t, dir, nil, func(c *FileConfig) { c.CheckFrequency = 50 * time.Millisecond })
-	// Change the file without an event reaching the source: swap the
-	// directory's content under a watcher-less source view.
-	h.src.relistForTest(t)
-	write(t, filepath.Join(dir, "db.yaml"), podYAML("db", "busybox:1.36"))
-	h.rec.waitFor(t, "db added", hasLine("ManifestAdded default/db-node1 db.yaml"))
+	relist()
+	relist()
+	os.Remove(filepath.Join(dir, "web.yaml"))
+	relist()
+	got := summary(rec.events())
+	want := []string{"SourceSynced", "ManifestAdded default/web-node1 web.yaml", "ManifestRemoved default/web-node1 web.yaml"}
+	if !slices.Equal(got, want) {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
 
 func TestRestartWithKnownIsSilent(t *testing.T) {
@@ -345,7 +360,7 @@ func TestRestartWithKnownIsSilent(t *testing.T) {
 	first := startFile(t, dir, nil)
 	// An invalid edit of a held pod before the restart.
 	write(t, filepath.Join(dir, "z.yaml"), "{{{")
-	first.rec.waitFor(t, "z rejected", hasLine("ManifestRejected  z.yaml"))
+	first.rec.waitFor(t, "z rejected", hasLine("ManifestRejected default/z-node1 z.yaml"))
 	known := knownFrom(first.rec.events())
 
 	second := startFile(t, dir, known)
@@ -375,7 +390,7 @@ func TestFailedAppendIsRetried(t *testing.T) {
 	rec := newRecorder()
 	rec.setFail(errors.New("disk full"))
 	write(t, filepath.Join(dir, "web.yaml"), podYAML("web", "busybox:1.36"))
-	src, err := NewFileSource(FileConfig{Path: dir, NodeName: "node1", Recorder: rec, CheckFrequency: 30 * time.Millisecond})
+	src, err := NewFileSource(FileConfig{Path: dir, NodeName: "node1", Recorder: rec, CheckFrequency: 30 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,38 +415,23 @@ func TestReconcileFilesSwapAndTakeover(t *testing.T) {
 		return &observation{hash: res.ContentHash, res: res, raw: res.Raw}
 	}
 	l := newLedger(SourceFile, nil, nil)
-	evs, l := reconcileFiles(l, map[string]*observation{"/m/1": obs("x", "/m/1"), "/m/2": obs("y", "/m/2"), "/m/3": obs("x", "/m/3")})
-	if got := summary(evs); !slices.Equal(got, []string{"ManifestAdded default/x-n 1", "ManifestAdded default/y-n 2", "ManifestRejected default/x-n 3"}) {
+	evs, l := reconcileFiles(l, map[string]*observation{"/m/1": obs("x", "/m/1"), "/m/2": obs("why", "/m/2"), "/m/3": obs("x", "/m/3")})
+	if got := summary(evs); !slices.Equal(got, []string{"ManifestAdded default/x-n 1", "ManifestAdded default/why-n 2", "ManifestRejected default/x-n 3"}) {
 		t.Fatalf("first: %v", got)
 	}
 	// 1 and 2 swap names in one listing.
-	evs, l = reconcileFiles(l, map[string]*observation{"/m/1": obs("y", "/m/1"), "/m/2": obs("x", "/m/2"), "/m/3": obs("x", "/m/3")})
+	evs, l = reconcileFiles(l, map[string]*observation{"/m/1": obs("why", "/m/1"), "/m/2": obs("x", "/m/2"), "/m/3": obs("x", "/m/3")})
 	want := []string{
-		"ManifestRemoved default/x-n 1", "ManifestRemoved default/y-n 2",
-		"ManifestAdded default/y-n 1", "ManifestAdded default/x-n 2",
-		"ManifestRejected default/x-n 3",
+		"ManifestRemoved default/why-n 2", "ManifestRemoved default/x-n 1",
+		"ManifestAdded default/why-n 1", "ManifestAdded default/x-n 2",
+		// /m/3 stays rejected with the same content: not recorded again.
 	}
 	if got := summary(evs); !slices.Equal(got, want) {
 		t.Fatalf("swap: %v\nwant %v", got, want)
 	}
 	// The same view again appends nothing.
-	evs, _ = reconcileFiles(l, map[string]*observation{"/m/1": obs("y", "/m/1"), "/m/2": obs("x", "/m/2"), "/m/3": obs("x", "/m/3")})
+	evs, _ = reconcileFiles(l, map[string]*observation{"/m/1": obs("why", "/m/1"), "/m/2": obs("x", "/m/2"), "/m/3": obs("x", "/m/3")})
 	if len(evs) != 0 {
 		t.Errorf("steady state appended %v", summary(evs))
 	}
-}
-
-// relistForTest runs a re-list from the test goroutine. Only for tests
-// whose source is idle (Run is blocked in select), so there is no race on
-// the source's fields... which is never guaranteed; so it re-lists through
-// a fresh source over the same path instead and checks it is silent.
-func (s *FileSource) relistForTest(t *testing.T) {
-	t.Helper()
-	rec := newRecorder()
-	fresh, err := NewFileSource(FileConfig{Path: s.cfg.Path, NodeName: s.cfg.NodeName, Recorder: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fresh.relist(context.Background())
-	_ = fresh
 }

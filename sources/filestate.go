@@ -3,6 +3,7 @@ package sources
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
 )
@@ -13,6 +14,29 @@ type observation struct {
 	res  *Result // nil when err is set
 	err  error   // read, parse or validation error
 	raw  []byte  // the bytes, kept for the rejection's blob
+	// stamp is the file's stat before it was read. When trusted, a re-list
+	// that finds the same stamp skips reading the file.
+	stamp   fileStamp
+	trusted bool
+}
+
+// fileStamp is what changes whenever a file's content may have: a rewrite
+// moves mtime and ctime (ctime cannot be set back), a rename over it changes
+// the inode.
+type fileStamp struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64 // unix nanoseconds
+}
+
+// settledBefore reports whether the file last changed well before t. A
+// stamp taken while the file was being changed in the same timestamp tick
+// would not move with the rest of the write, so only stamps older than the
+// read by a margin far above any filesystem's timestamp granularity are
+// trusted (git's "racy clean" rule).
+func (s fileStamp) settledBefore(t time.Time) bool {
+	limit := t.Add(-time.Second).UnixNano()
+	return s.mtime < limit && s.ctime < limit
 }
 
 // rejectKey identifies a rejection so it is recorded once: the content, or

@@ -37,7 +37,7 @@ func (a *api) pods(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	writeJSON(w, podsJSON{Pods: a.proj.Views()})
+	writeJSON(w, podsJSON{Pods: a.proj.Views(time.Now())})
 }
 
 func (a *api) filter(r *http.Request) (replay.Filter, error) {

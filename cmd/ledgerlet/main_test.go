@@ -169,7 +169,7 @@ func TestAgentRecordsStartAndCleanStop(t *testing.T) {
 	a2.stop(t)
 	out, _, _ = cli(t, "events", "--db", filepath.Join(dir, "ledger.db"), "-o", "json")
 	got = types(jsonEvents(t, out))
-	want := []string{"AgentStarted", "AgentStopped", "AgentStarted", "AgentStopped"}
+	want := []string{"AgentStarted", "SourceSynced", "AgentStopped", "AgentStarted", "SourceSynced", "AgentStopped"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("events %v, want %v", got, want)
 	}
@@ -365,5 +365,98 @@ func TestBackupIsAConsistentCopy(t *testing.T) {
 	}
 	if _, _, code := cli(t, "replay", "verify", "--db", dst); code != 0 {
 		t.Fatalf("verify of the backup: exit %d", code)
+	}
+}
+
+const webManifest = `apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+  - name: httpd
+    image: localhost/busybox:1.36
+    command: ["httpd", "-f", "-p", "8080"]
+`
+
+func podsOf(t *testing.T, dir string) podsJSON {
+	t.Helper()
+	out, errOut, code := cli(t, "pods", "--data-dir", dir, "-o", "json")
+	if code != 0 {
+		t.Fatalf("pods: exit %d: %s", code, errOut)
+	}
+	var p podsJSON
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPodsShowDesiredWithoutRuntime: with no container runtime reachable,
+// the agent still reads manifests and `pods` shows them as desired.
+func TestPodsShowDesiredWithoutRuntime(t *testing.T) {
+	dir := t.TempDir()
+	a := startAgent(t, dir)
+	if err := os.WriteFile(filepath.Join(a.manifests, "web.yaml"), []byte(webManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pod to be desired", func() bool { return len(podsOf(t, dir).Pods) == 1 })
+	p := podsOf(t, dir).Pods[0]
+	if p.Name != "web-node1" || p.Namespace != "default" || p.Source != "file" || p.UID == "" || p.Phase != "Pending" {
+		t.Fatalf("pod %+v", p)
+	}
+	if len(p.Containers) != 1 || p.Containers[0].State != "waiting" {
+		t.Fatalf("containers %+v", p.Containers)
+	}
+}
+
+// TestRestartOverUnchangedManifestsAppendsNoManifestEvents: the log already
+// holds what the files say, so a restart records nothing new about them.
+func TestRestartOverUnchangedManifestsAppendsNoManifestEvents(t *testing.T) {
+	dir := t.TempDir()
+	a := startAgent(t, dir)
+	if err := os.WriteFile(filepath.Join(a.manifests, "web.yaml"), []byte(webManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a.manifests, "bad.yaml"), []byte("spec: {containers: []}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both manifests to be recorded", func() bool {
+		out, _, _ := cli(t, "events", "--data-dir", dir, "-o", "json")
+		return strings.Contains(out, `"ManifestAdded"`) && strings.Contains(out, `"ManifestRejected"`)
+	})
+	a.stop(t)
+	count := func() (manifest int) {
+		out, _, _ := cli(t, "events", "--db", filepath.Join(dir, "ledger.db"), "-o", "json")
+		for _, ty := range types(jsonEvents(t, out)) {
+			if strings.HasPrefix(ty, "Manifest") {
+				manifest++
+			}
+		}
+		return manifest
+	}
+	before := count()
+	if before != 2 {
+		t.Fatalf("%d manifest events after the first run, want 2 (added + rejected)", before)
+	}
+	a2 := startAgent(t, dir)
+	waitFor(t, "the source to list", func() bool {
+		out, _, _ := cli(t, "events", "--data-dir", dir, "-o", "json")
+		return strings.Count(out, `"SourceSynced"`) == 2
+	})
+	a2.stop(t)
+	if after := count(); after != before {
+		t.Fatalf("restart appended %d manifest events", after-before)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -125,8 +126,8 @@ func (p *projection) WaitFor(ctx context.Context, seq uint64) error {
 }
 
 // Views renders the pods as of now.
-func (p *projection) Views() []projector.PodView {
+func (p *projection) Views(now time.Time) []projector.PodView {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.state.Views()
+	return p.state.ViewsAt(now.UnixNano())
 }

@@ -1580,8 +1580,12 @@ type Intent struct {
 	GracePeriodSeconds int64                  `protobuf:"varint,8,opt,name=grace_period_seconds,json=gracePeriodSeconds,proto3" json:"grace_period_seconds,omitempty"`
 	Reason             string                 `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"` // why the planner chose it
 	MirrorUid          string                 `protobuf:"bytes,10,opt,name=mirror_uid,json=mirrorUid,proto3" json:"mirror_uid,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The decision was made by planning on the state after event plan_seq at
+	// time plan_time: `replay verify` re-plans there and must get this intent.
+	PlanSeq          uint64 `protobuf:"varint,11,opt,name=plan_seq,json=planSeq,proto3" json:"plan_seq,omitempty"`
+	PlanTimeUnixNano int64  `protobuf:"varint,12,opt,name=plan_time_unix_nano,json=planTimeUnixNano,proto3" json:"plan_time_unix_nano,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Intent) Reset() {
@@ -1682,6 +1686,20 @@ func (x *Intent) GetMirrorUid() string {
 		return x.MirrorUid
 	}
 	return ""
+}
+
+func (x *Intent) GetPlanSeq() uint64 {
+	if x != nil {
+		return x.PlanSeq
+	}
+	return 0
+}
+
+func (x *Intent) GetPlanTimeUnixNano() int64 {
+	if x != nil {
+		return x.PlanTimeUnixNano
+	}
+	return 0
 }
 
 // The result of an intent's effect. `intent_seq` names the Intent event.
@@ -2028,7 +2046,7 @@ const file_events_proto_rawDesc = "" +
 	"\rContainerGone\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x1c\n" +
-	"\tcontainer\x18\x03 \x01(\tR\tcontainer\"\xab\x02\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\"\xf5\x02\n" +
 	"\x06Intent\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1c\n" +
@@ -2042,7 +2060,9 @@ const file_events_proto_rawDesc = "" +
 	"\x06reason\x18\t \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
 	"mirror_uid\x18\n" +
-	" \x01(\tR\tmirrorUid\"\xf4\x01\n" +
+	" \x01(\tR\tmirrorUid\x12\x19\n" +
+	"\bplan_seq\x18\v \x01(\x04R\aplanSeq\x12-\n" +
+	"\x13plan_time_unix_nano\x18\f \x01(\x03R\x10planTimeUnixNano\"\xf4\x01\n" +
 	"\aOutcome\x12\x1d\n" +
 	"\n" +
 	"intent_seq\x18\x01 \x01(\x04R\tintentSeq\x12\x0e\n" +

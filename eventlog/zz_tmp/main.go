@@ -1,63 +1,56 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
+	"sync"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
 	"github.com/ledgerlet/ledgerlet/eventlog/eventlogtest"
 )
 
-func ishex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
-
-func packed(b []byte) int {
-	n := 0
-	for i := 0; i < len(b); {
-		j := i
-		for j < len(b) && ishex(b[j]) {
-			j++
-		}
-		if j-i >= 8 {
-			r := (j - i) &^ 1
-			n += 2 + r/2 + (j - i - r)
-			i = j
-			continue
-		}
-		if j == i {
-			j++
-		}
-		n += j - i
-		i = j
-	}
-	return n
-}
-
 func main() {
-	m := eventlogtest.NewMix(1)
-	var full, nopod, hp, blobs, cnt float64
-	types := map[string][2]float64{}
-	for i := 0; i < 100000; i++ {
-		e := m.Next()
-		e.Time = time.Now()
-		b, _ := eventlog.Encode(e)
-		full += float64(len(b))
-		pod := e.Pod
-		e.Pod = ""
-		b2, _ := eventlog.Encode(e)
-		nopod += float64(len(b2)) + 1
-		hp += float64(packed(b2)) + 1
-		for _, bl := range e.Blobs {
-			blobs += float64(len(bl))
+	f, _ := os.Create("/tmp/zz.prof"); pprof.StartCPUProfile(f); defer pprof.StopCPUProfile()
+	for _, G := range []int{1, 64, 64, 128, 256} {
+		path := "/tmp/gc/x.db"
+		os.Remove(path)
+		l, err := eventlog.Open(path, eventlog.Options{})
+		if err != nil {
+			panic(err)
 		}
-		_ = pod
-		t := types[e.Type()]
-		t[0]++
-		t[1] += float64(len(b))
-		types[e.Type()] = t
-		cnt++
-	}
-	fmt.Printf("full %.1f nopod %.1f hexpacked %.1f blobs %.1f\n", full/cnt, nopod/cnt, hp/cnt, blobs/cnt)
-	for k, v := range types {
-		fmt.Printf("%-20s %5.1f%% %6.1f\n", k, v[0]/cnt*100, v[1]/v[0])
+		mix := eventlogtest.NewMix(1)
+		evs := make([]eventlog.Event, 4096)
+		for i := range evs {
+			evs[i] = mix.Next()
+		}
+		var wg sync.WaitGroup
+		start := time.Now()
+		N := 64000 / G
+		for g := 0; g < G; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < N; i++ {
+					if _, err := l.Append(context.Background(), evs[(g*N+i)%4096]); err != nil {
+						panic(err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		l.Close()
+		db, _ := bolt.Open(path, 0600, &bolt.Options{ReadOnly: true})
+		db.View(func(tx *bolt.Tx) error {
+			n := tx.Bucket([]byte("time")).Stats().KeyN
+			fmt.Printf("G=%d events %d commits %d avg batch %.1f, %.0f ev/s, %.2f ms/commit\n", G, G*N, n, float64(G*N)/float64(n), float64(G*N)/el.Seconds(), el.Seconds()*1000/float64(n))
+			return nil
+		})
+		db.Close()
 	}
 }
