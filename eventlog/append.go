@@ -133,8 +133,8 @@ type writer struct {
 // maxLinger bounds how long the writer waits for more appends before a
 // commit; lingerFraction of the last commit's duration is used when smaller.
 const (
-	maxLinger      = 250 * time.Microsecond
-	lingerFraction = 4
+	maxLinger      = 500 * time.Microsecond
+	lingerFraction = 2
 )
 
 func newWriter(l *Log, st loaded) *writer {
@@ -472,8 +472,8 @@ func loadPodTail(idx *bolt.Bucket, id uint32) (podTail, bool, error) {
 	var seek [12]byte
 	binary.BigEndian.PutUint32(seek[:4], id+1)
 	c := idx.Cursor()
-	k, v := c.Seek(seek[:])
-	if k == nil {
+	var k, v []byte
+	if sk, _ := c.Seek(seek[:]); sk == nil {
 		k, v = c.Last()
 	} else {
 		k, v = c.Prev()

@@ -8,4 +8,23 @@
 //
 // It never interprets payloads beyond their type and never imports the
 // projector, sources or runtime packages.
+//
+// # On disk (schema version 1)
+//
+//   - meta: "magic" = "ledgerlet", "schema" = uint32, "first" = first retained
+//     seq, "databytes" = bytes of event keys and values.
+//   - events: seq (8 bytes big-endian, gapless from "first") → the event
+//     (see codec.go: pod id, time, and the Record encoding with lowercase hex
+//     runs packed). Pages are filled completely since keys only grow.
+//   - time: time(8)+firstSeq(8) → empty, one entry per commit; all events of
+//     a commit share its time, and times never decrease.
+//   - pods: pod key → uint32 id. podidx: id(4)+firstSeq(8) → uvarint deltas
+//     of the pod's following seqs (blocks of a few hundred seqs).
+//   - blobs: sha256 hex → bytes, written in the commit of their event.
+//   - snapshots: seq(8) → opaque state; the newest three are kept.
+//
+// Only one goroutine writes: Append calls queue their events and the writer
+// commits everything queued in one transaction, waiting briefly for
+// concurrent appenders released by the previous commit to rejoin (adaptive
+// group commit). Snapshots and compactions run on the same writer.
 package eventlog

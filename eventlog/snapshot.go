@@ -59,7 +59,7 @@ func (l *Log) LatestSnapshot(atOrBefore uint64) (s Snapshot, ok bool, err error)
 		var k, v []byte
 		if atOrBefore == math.MaxUint64 {
 			k, v = c.Last()
-		} else if k, v = c.Seek(u64(atOrBefore + 1)); k == nil {
+		} else if sk, _ := c.Seek(u64(atOrBefore + 1)); sk == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()

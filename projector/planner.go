@@ -35,6 +35,9 @@ const (
 	BackoffInitial = int64(10 * time.Second)
 	BackoffMax     = int64(300 * time.Second)
 	BackoffReset   = int64(10 * time.Minute)
+
+	TeardownRetryInitial = int64(time.Second)
+	TeardownRetryMax     = int64(time.Minute)
 )
 
 // ReasonReconciled marks the outcome of an intent whose effect was never
@@ -118,8 +121,8 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 	}
 	// Whatever is not the current pod goes first, fully, before the new one
 	// starts: never two versions at once.
-	if in := p.teardown(keep); in != nil {
-		return in, 0
+	if in, wake := p.teardown(keep, now); in != nil || wake != 0 {
+		return in, wake
 	}
 	if !desired {
 		return nil, 0
@@ -199,13 +202,20 @@ func minWake(a, b int64) int64 {
 	return a
 }
 
-// teardown returns the next step in removing everything not of UID keep.
-func (p *Pod) teardown(keep string) *pb.Intent {
+// teardown returns the next step in removing everything not of UID keep,
+// or the time to retry a step that failed.
+func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
+	step := func(in *pb.Intent) (*pb.Intent, int64) {
+		if f := p.Failures[objectKey(in.ContainerId, in.SandboxId)]; f != nil && now < f.NextTry {
+			return nil, f.NextTry
+		}
+		return in, 0
+	}
 	cs := sortedContainers(p)
 	for _, c := range cs {
 		if c.UID != keep && c.State != StateExited {
-			return &pb.Intent{Action: ActionStopContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
-				SandboxId: c.SandboxID, GracePeriodSeconds: c.graceOr(30), Reason: teardownReason(keep)}
+			return step(&pb.Intent{Action: ActionStopContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+				SandboxId: c.SandboxID, GracePeriodSeconds: c.graceOr(30), Reason: teardownReason(keep)})
 		}
 	}
 	sbs := sortedSandboxes(p)
@@ -215,28 +225,36 @@ func (p *Pod) teardown(keep string) *pb.Intent {
 		if sb.UID == keep && sb.State != StateReady {
 			for _, c := range cs {
 				if c.SandboxID == sb.ID && c.State != StateExited {
-					return &pb.Intent{Action: ActionStopContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
-						SandboxId: sb.ID, GracePeriodSeconds: c.graceOr(30), Reason: "sandbox not ready"}
+					return step(&pb.Intent{Action: ActionStopContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+						SandboxId: sb.ID, GracePeriodSeconds: c.graceOr(30), Reason: "sandbox not ready"})
 				}
 			}
 		}
 	}
 	for _, c := range cs {
 		if c.UID != keep {
-			return &pb.Intent{Action: ActionRemoveContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID, Reason: teardownReason(keep)}
+			return step(&pb.Intent{Action: ActionRemoveContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID, Reason: teardownReason(keep)})
 		}
 	}
 	for _, sb := range sbs {
 		if sb.UID != keep && sb.State == StateReady {
-			return &pb.Intent{Action: ActionStopSandbox, Uid: sb.UID, SandboxId: sb.ID, Reason: teardownReason(keep)}
+			return step(&pb.Intent{Action: ActionStopSandbox, Uid: sb.UID, SandboxId: sb.ID, Reason: teardownReason(keep)})
 		}
 	}
 	for _, sb := range sbs {
 		if sb.UID != keep || sb.State != StateReady {
-			return &pb.Intent{Action: ActionRemoveSandbox, Uid: sb.UID, SandboxId: sb.ID, Reason: teardownReason(keep)}
+			return step(&pb.Intent{Action: ActionRemoveSandbox, Uid: sb.UID, SandboxId: sb.ID, Reason: teardownReason(keep)})
 		}
 	}
-	return nil
+	return nil, 0
+}
+
+// objectKey names a runtime object in Pod.Failures (teardown steps fail per object).
+func objectKey(containerID, sandboxID string) string {
+	if containerID != "" {
+		return "id:" + containerID
+	}
+	return "id:" + sandboxID
 }
 
 func teardownReason(keep string) string {
@@ -355,25 +373,28 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	if d.Reason == ReasonReconciled {
 		return // the relist already told the truth
 	}
-	key := in.Container
-	if in.Action == ActionRunSandbox {
+	key, base, ceiling := in.Container, BackoffInitial, BackoffMax
+	switch in.Action {
+	case ActionRunSandbox:
 		key = ""
+	case ActionStartContainer:
+	default:
+		// Teardown steps usually fail for a moment (a container still
+		// starting); retry them sooner.
+		key, base, ceiling = objectKey(in.ContainerID, in.SandboxID), TeardownRetryInitial, TeardownRetryMax
 	}
 	if !d.Ok {
-		if in.Action == ActionRunSandbox || in.Action == ActionStartContainer {
-			if p.Failures == nil {
-				p.Failures = map[string]*Failure{}
-			}
-			f := p.Failures[key]
-			if f == nil {
-				f = &Failure{}
-				p.Failures[key] = f
-			}
-			f.Count++
-			f.Reason, f.Message, f.At = d.Reason, d.Error, now
-			delay := BackoffInitial << min(f.Count-1, 5)
-			f.NextTry = now + min(delay, BackoffMax)
+		if p.Failures == nil {
+			p.Failures = map[string]*Failure{}
 		}
+		f := p.Failures[key]
+		if f == nil {
+			f = &Failure{}
+			p.Failures[key] = f
+		}
+		f.Count++
+		f.Reason, f.Message, f.At = d.Reason, d.Error, now
+		f.NextTry = now + min(base<<min(f.Count-1, 10), ceiling)
 		return
 	}
 	delete(p.Failures, key)

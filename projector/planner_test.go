@@ -360,3 +360,28 @@ func TestReconciledOutcomeDoesNotCountAsFailure(t *testing.T) {
 	}
 	w.mustPlan(projector.ActionRunSandbox, "")
 }
+
+func TestFailedTeardownStepIsRetriedWithBackoff(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	w.desire("u1", podSpec("Always", nil, "a"))
+	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
+	w.do(w.mustPlan(projector.ActionStartContainer, "a"))
+	w.apply(pk, &pb.ManifestRemoved{Source: "file", Path: "/m/web.yaml", Uid: "u1"})
+	w.do(w.mustPlan(projector.ActionStopContainer, "a"))
+	var gaps []time.Duration
+	for i := 0; i < 3; i++ {
+		in := w.mustPlan(projector.ActionRemoveContainer, "a")
+		iseq := w.apply(pk, in)
+		w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: false, Error: "container is in starting state"})
+		again, wake := w.plan()
+		if again != nil {
+			t.Fatalf("failed step retried at once: %v", again)
+		}
+		gaps = append(gaps, time.Unix(0, wake).Sub(w.now))
+		w.now = time.Unix(0, wake)
+	}
+	if fmt.Sprint(gaps) != "[1s 2s 4s]" {
+		t.Fatalf("retry gaps %v, want [1s 2s 4s]", gaps)
+	}
+}

@@ -101,6 +101,20 @@ func (p *projection) snapshot(ctx context.Context) error {
 	return nil
 }
 
+// Read calls fn with the current state under the read lock.
+func (p *projection) Read(fn func(*projector.State)) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	fn(p.state)
+}
+
+// Changed is closed when the next event is folded.
+func (p *projection) Changed() <-chan struct{} {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.changed
+}
+
 // Seq is the last folded seq.
 func (p *projection) Seq() uint64 {
 	p.mu.RLock()

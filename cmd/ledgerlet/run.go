@@ -21,6 +21,7 @@ import (
 	"github.com/ledgerlet/ledgerlet/eventlog"
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 	"github.com/ledgerlet/ledgerlet/replay"
+	"github.com/ledgerlet/ledgerlet/runtime"
 )
 
 // runFlags are the agent's flags, named as the kubelet's where the meaning is the same.
@@ -36,6 +37,9 @@ type runFlags struct {
 	httpCheckFrequency time.Duration
 	healthzBind        string
 	podLogsDir         string
+	cgroupDriver       string
+	cgroupRoot         string
+	relistPeriod       time.Duration
 	snapshotEvery      uint64
 	retentionAge       time.Duration
 	retentionBytes     int64
@@ -64,6 +68,9 @@ func newRunCmd() *cobra.Command {
 	fl.DurationVar(&f.httpCheckFrequency, "http-check-frequency", 20*time.Second, "how often to poll --manifest-url")
 	fl.StringVar(&f.healthzBind, "healthz-bind-address", "127.0.0.1:10258", "address for /healthz and /metrics (empty: off)")
 	fl.StringVar(&f.podLogsDir, "pod-logs-dir", "/var/log/pods", "root of container logs")
+	fl.StringVar(&f.cgroupDriver, "cgroup-driver", "cgroupfs", "cgroupfs or systemd; must match the runtime's")
+	fl.StringVar(&f.cgroupRoot, "cgroup-root", "/ledgerlet", "parent cgroup of every pod's cgroup")
+	fl.DurationVar(&f.relistPeriod, "relist-period", time.Second, "how often to re-list the container runtime")
 	fl.Uint64Var(&f.snapshotEvery, "snapshot-every", 10000, "store a snapshot of projected state every N events")
 	fl.DurationVar(&f.retentionAge, "retention-age", 45*24*time.Hour, "drop events older than this (0: keep all)")
 	fl.Int64Var(&f.retentionBytes, "retention-bytes", 1<<30, "drop the oldest events beyond this many bytes of event data (0: no limit)")
@@ -198,6 +205,17 @@ func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) (err error) {
 	if err := f.addSources(&g, actor, rec, proj, node, logger); err != nil {
 		return err
 	}
+	rt, err := runtime.New(runtime.Config{
+		Endpoint: f.runtimeEndpoint, LogRoot: f.podLogsDir, DataDir: f.dataDir,
+		CgroupRoot: f.cgroupRoot, CgroupDriver: f.cgroupDriver, Logger: logger.With("component", "runtime"),
+	})
+	if err != nil {
+		return usagef("--container-runtime-endpoint: %v", err)
+	}
+	defer rt.Close()
+	rec2 := &runtime.Reconciler{Runtime: rt, Endpoint: f.runtimeEndpoint, Log: rec, Projection: proj,
+		Logger: logger.With("component", "reconciler"), RelistPeriod: f.relistPeriod}
+	actor("reconciler", rec2.Run)
 
 	logger.Info("ledgerlet running", "node", node, "data-dir", f.dataDir, "seq", log.LastSeq())
 	runErr := g.Run()

@@ -24,9 +24,9 @@ type Mix struct {
 
 type mixPod struct {
 	key, uid, sandbox, image string
-	containers             []string
-	ids                    []string
-	attempt                []uint32
+	containers               []string
+	ids                      []string
+	attempt                  []uint32
 }
 
 var podNames = []string{

@@ -1,0 +1,144 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
+	"github.com/ledgerlet/ledgerlet/projector"
+)
+
+// Execute carries out one planned intent against the runtime and returns its
+// outcome (IntentSeq is left for the caller). pod is the spec the intent was
+// planned from; it is nil for teardown of a pod no manifest names any more.
+// lastOfUID says no other sandbox of the intent's UID remains, so a removed
+// sandbox takes the pod's cgroup and emptyDirs with it.
+func (r *Runtime) Execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, lastOfUID bool) *pb.Outcome {
+	out, err := r.execute(ctx, pod, in, lastOfUID)
+	if err != nil {
+		out.Ok = false
+		out.Error = err.Error()
+		if out.Reason == "" {
+			out.Reason = "RuntimeError"
+		}
+		return out
+	}
+	out.Ok = true
+	return out
+}
+
+func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, lastOfUID bool) (*pb.Outcome, error) {
+	out := &pb.Outcome{}
+	switch in.Action {
+	case projector.ActionRunSandbox:
+		if pod == nil {
+			return out, fmt.Errorf("run sandbox: no spec for uid %s", in.Uid)
+		}
+		id, err := r.RunPodSandbox(ctx, pod, in.Attempt)
+		if err != nil {
+			out.Reason = "SandboxCreateError"
+			return out, err
+		}
+		out.SandboxId = id
+		if st, err := r.SandboxStatus(ctx, id); err == nil {
+			out.Ip = st.IP
+		}
+		return out, nil
+
+	case projector.ActionStartContainer:
+		if pod == nil {
+			return out, fmt.Errorf("start container: no spec for uid %s", in.Uid)
+		}
+		c, typ := findContainer(pod, in.Container)
+		if c == nil {
+			out.Reason = "CreateContainerConfigError"
+			return out, fmt.Errorf("start container %q: not in the spec of %s/%s", in.Container, pod.Namespace, pod.Name)
+		}
+		ref, err := r.EnsureImage(ctx, pod, c)
+		if err != nil {
+			out.Reason = imageReason(err)
+			return out, err
+		}
+		out.ImageRef = ref
+		id, err := r.CreateContainer(ctx, pod, c, in.SandboxId, ContainerOptions{
+			RestartCount: int(in.Attempt), ImageRef: ref, Type: typ,
+			Fields: FieldValues{NodeName: pod.Spec.NodeName},
+		})
+		if err != nil {
+			out.Reason = "CreateContainerError"
+			return out, err
+		}
+		if err := r.StartContainer(ctx, id); err != nil {
+			// A created-but-never-started container would block the pod:
+			// remove it so the retry starts clean.
+			if rerr := r.RemoveContainer(context.WithoutCancel(ctx), id); rerr != nil {
+				r.log.Warn("remove container that failed to start", "id", id, "err", rerr)
+			}
+			out.Reason = "RunContainerError"
+			return out, err
+		}
+		out.ContainerId = id
+		return out, nil
+
+	case projector.ActionStopContainer:
+		grace := time.Duration(in.GracePeriodSeconds) * time.Second
+		if err := r.StopContainer(ctx, in.ContainerId, grace); err != nil && !isNotFound(err) {
+			return out, err
+		}
+		return out, nil
+
+	case projector.ActionRemoveContainer:
+		if err := r.RemoveContainer(ctx, in.ContainerId); err != nil && !isNotFound(err) {
+			return out, err
+		}
+		return out, nil
+
+	case projector.ActionStopSandbox:
+		if err := r.StopPodSandbox(ctx, in.SandboxId); err != nil && !isNotFound(err) {
+			return out, err
+		}
+		return out, nil
+
+	case projector.ActionRemoveSandbox:
+		if err := r.RemovePodSandbox(ctx, in.SandboxId); err != nil && !isNotFound(err) {
+			return out, err
+		}
+		if lastOfUID {
+			// containerd leaves the pod's cgroup parent behind; emptyDirs are ours.
+			if err := r.RemovePodCgroup(in.Uid); err != nil {
+				return out, fmt.Errorf("remove cgroup of pod %s: %w", in.Uid, err)
+			}
+			if err := r.RemovePodData(in.Uid); err != nil {
+				return out, fmt.Errorf("remove data of pod %s: %w", in.Uid, err)
+			}
+		}
+		return out, nil
+	}
+	return out, fmt.Errorf("unknown action %q", in.Action)
+}
+
+func findContainer(pod *corev1.Pod, name string) (*corev1.Container, ContainerType) {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return &pod.Spec.InitContainers[i], ContainerTypeInit
+		}
+	}
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == name {
+			return &pod.Spec.Containers[i], ContainerTypeRegular
+		}
+	}
+	return nil, ""
+}
+
+func imageReason(err error) string {
+	var reason Reason
+	if errors.As(err, &reason) {
+		return string(reason)
+	}
+	return "ErrImagePull"
+}

@@ -1,0 +1,142 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ledgerlet/ledgerlet/eventlog"
+	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
+	"github.com/ledgerlet/ledgerlet/projector"
+)
+
+// listing is one relist of the runtime: what exists, cheaply (no status calls).
+type listing struct {
+	started    time.Time
+	sandboxes  []ObservedSandbox
+	containers []ObservedContainer
+}
+
+func (r *Runtime) list(ctx context.Context, now time.Time) (listing, error) {
+	l := listing{started: now}
+	var err error
+	if l.sandboxes, err = r.ListSandboxes(ctx); err != nil {
+		return l, err
+	}
+	if l.containers, err = r.ListContainers(ctx); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+// statuser fetches full status for the few objects whose listing changed.
+type statuser interface {
+	SandboxStatus(ctx context.Context, id string) (ObservedSandbox, error)
+	ContainerStatus(ctx context.Context, id string) (ObservedContainer, error)
+}
+
+// observations compares a listing with the projected state and returns the
+// events that bring the state in line: only changes, unless adopt is set (the
+// first relist after the agent starts), when everything found is recorded as
+// adopted so the audit trail shows what the agent took over.
+//
+// Objects the state holds but the runtime no longer lists are recorded gone —
+// except those the state learned of after the listing began, which the list
+// could not have seen.
+func observations(ctx context.Context, st statuser, s *projector.State, l listing, adopt bool) ([]eventlog.Event, error) {
+	var evs []eventlog.Event
+	listed := map[string]bool{}
+	for _, sb := range l.sandboxes {
+		listed[sb.ID] = true
+		key := sb.PodNamespace + "/" + sb.PodName
+		var known *projector.Sandbox
+		if p := s.Pods[key]; p != nil {
+			known = p.Sandboxes[sb.ID]
+		}
+		if known != nil && known.State == string(sb.State) && !adopt {
+			continue
+		}
+		full, err := st.SandboxStatus(ctx, sb.ID)
+		if err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		if known != nil && known.State == string(full.State) && known.IP == full.IP && !adopt {
+			continue
+		}
+		evs = append(evs, eventlog.Event{Pod: key, Data: &pb.SandboxObserved{
+			Uid: full.PodUID, SandboxId: full.ID, Attempt: full.Attempt, State: string(full.State), Ip: full.IP,
+			CreatedUnixNano: full.CreatedAt.UnixNano(), Adopted: adopt,
+		}})
+	}
+	for _, c := range l.containers {
+		listed[c.ID] = true
+		key := c.PodNamespace + "/" + c.PodName
+		var known *projector.Container
+		if p := s.Pods[key]; p != nil {
+			known = p.Containers[c.ID]
+		}
+		if known != nil && known.State == string(c.State) && !adopt {
+			continue
+		}
+		full, err := st.ContainerStatus(ctx, c.ID)
+		if err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		if full.SandboxID == "" {
+			full.SandboxID = c.SandboxID
+		}
+		evs = append(evs, eventlog.Event{Pod: key, Data: &pb.ContainerObserved{
+			Uid: full.PodUID, SandboxId: full.SandboxID, Container: full.Name, ContainerId: full.ID,
+			Attempt: full.Attempt, State: string(full.State), ExitCode: full.ExitCode, Reason: full.Reason,
+			StartedUnixNano: unixNano(full.StartedAt), FinishedUnixNano: unixNano(full.FinishedAt),
+			Adopted: adopt, Init: full.Type == ContainerTypeInit,
+		}})
+	}
+	since := l.started.UnixNano()
+	for _, key := range sortedKeys(s.Pods) {
+		p := s.Pods[key]
+		for _, id := range sortedKeys(p.Containers) {
+			c := p.Containers[id]
+			if !listed[id] && c.StartedAt < since {
+				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.ContainerGone{Uid: c.UID, ContainerId: id, Container: c.Name}})
+			}
+		}
+		for _, id := range sortedKeys(p.Sandboxes) {
+			sb := p.Sandboxes[id]
+			if !listed[id] && sb.CreatedAt < since {
+				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.SandboxGone{Uid: sb.UID, SandboxId: id}})
+			}
+		}
+	}
+	return evs, nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sortStrings(out)
+	return out
+}
+
+func connectedEvent(endpoint string, v VersionInfo) eventlog.Event {
+	return eventlog.Event{Data: &pb.RuntimeConnected{Endpoint: endpoint, RuntimeName: v.RuntimeName, RuntimeVersion: v.RuntimeVersion}}
+}
+
+func disconnectedEvent(endpoint string, err error) eventlog.Event {
+	return eventlog.Event{Data: &pb.RuntimeDisconnected{Endpoint: endpoint, Reason: fmt.Sprint(err)}}
+}
