@@ -2,9 +2,11 @@ package eventlog_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,7 +46,8 @@ func BenchmarkAppendDurable(b *testing.B) {
 // BenchmarkAppendGroupCommit has 64 goroutines appending one event per call,
 // durably; their appends share commits.
 func BenchmarkAppendGroupCommit(b *testing.B) {
-	l := openLog(b, filepath.Join(b.TempDir(), "ledger.db"), eventlog.Options{})
+	path := filepath.Join(b.TempDir(), "ledger.db")
+	l := openLog(b, path, eventlog.Options{})
 	mix := eventlogtest.NewMix(2)
 	evs := make([]eventlog.Event, 4096)
 	for i := range evs {
@@ -52,7 +55,11 @@ func BenchmarkAppendGroupCommit(b *testing.B) {
 	}
 	ctx := context.Background()
 	var n atomic.Int64
-	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0))) // 64 appenders
+	appenders := 64
+	if v, err := strconv.Atoi(os.Getenv("LEDGERLET_BENCH_APPENDERS")); err == nil && v > 0 {
+		appenders = v
+	}
+	b.SetParallelism(max(1, appenders/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -67,6 +74,23 @@ func BenchmarkAppendGroupCommit(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/float64(commits(b, path)), "events/commit")
+}
+
+// commits counts the commits in a closed log: one time-index entry each.
+func commits(b *testing.B, path string) int {
+	b.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	n := 0
+	_ = db.View(func(tx *bolt.Tx) error { n = tx.Bucket([]byte("time")).Stats().KeyN; return nil })
+	return n
 }
 
 // BenchmarkStoredBytesPerEvent appends a realistic mix in small group

@@ -20,6 +20,7 @@ type Report struct {
 	Events      uint64   `json:"events"`
 	Snapshots   int      `json:"snapshotsChecked"`
 	Intents     int      `json:"intents"`
+	Decisions   int      `json:"decisionsReplanned"`
 	Outcomes    int      `json:"outcomes"`
 	Divergences []string `json:"divergences"`
 }
@@ -29,9 +30,33 @@ func (r Report) OK() bool { return len(r.Divergences) == 0 }
 
 // Verify re-derives the log: it folds every event twice and compares the
 // states byte for byte, checks that every stored snapshot equals the fold of
-// the events up to it, and that every outcome answers an earlier intent.
+// the events up to it, that every outcome answers an earlier intent, and that
+// every intent is what the planner decides when re-run on the state and at
+// the time it was planned from.
 func Verify(ctx context.Context, r Reader) (Report, error) {
 	var rep Report
+	first := r.FirstSeq()
+	// Pass 1: where were decisions made?
+	planAt := map[uint64]map[int64]bool{}
+	if err := r.Read(ctx, first, 0, func(e eventlog.Event) error {
+		if in, ok := e.Data.(*pb.Intent); ok && in.PlanSeq > 0 {
+			if planAt[in.PlanSeq] == nil {
+				planAt[in.PlanSeq] = map[int64]bool{}
+			}
+			planAt[in.PlanSeq][in.PlanTimeUnixNano] = true
+		}
+		return nil
+	}); err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	replanned := map[string]bool{} // decisionKey(plan seq, time, pod, intent)
+	replan := func(s *projector.State) {
+		for t := range planAt[s.Seq] {
+			for _, d := range s.Plan(t).Decisions {
+				replanned[decisionKey(s.Seq, t, d.Pod, d.Intent)] = true
+			}
+		}
+	}
 	snapSeqs := map[uint64]bool{}
 	if sl, ok := r.(SnapshotLister); ok {
 		seqs, err := sl.Snapshots()
@@ -42,7 +67,6 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 			snapSeqs[s] = true
 		}
 	}
-	first := r.FirstSeq()
 	// A compacted log starts from the snapshot at the cut.
 	a, b := projector.New(), projector.New()
 	if first > 1 {
@@ -56,20 +80,30 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 		b, _ = projector.Restore(snap.State)
 	}
 	intents := map[uint64]bool{}
+	if first > 1 {
+		replan(a)
+	}
 	err := r.Read(ctx, first, 0, func(e eventlog.Event) error {
 		rep.Events++
-		a.Apply(e)
-		b.Apply(e)
 		switch d := e.Data.(type) {
 		case *pb.Intent:
 			rep.Intents++
 			intents[e.Seq] = true
+			if d.PlanSeq >= first || (first > 1 && d.PlanSeq == first-1) {
+				rep.Decisions++
+				if !replanned[decisionKey(d.PlanSeq, d.PlanTimeUnixNano, e.Pod, d)] {
+					rep.Divergences = append(rep.Divergences, fmt.Sprintf("seq %d: intent %s %s for %s is not what the planner decides at seq %d", e.Seq, d.Action, d.Container, e.Pod, d.PlanSeq))
+				}
+			}
 		case *pb.Outcome:
 			rep.Outcomes++
 			if !intents[d.IntentSeq] && d.IntentSeq >= first {
 				rep.Divergences = append(rep.Divergences, fmt.Sprintf("seq %d: outcome for #%d, which is not an earlier intent", e.Seq, d.IntentSeq))
 			}
 		}
+		a.Apply(e)
+		b.Apply(e)
+		replan(a)
 		if snapSeqs[e.Seq] {
 			rep.Snapshots++
 			snap, ok, err := r.LatestSnapshot(e.Seq)
@@ -92,4 +126,11 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 		rep.Divergences = append(rep.Divergences, "two folds of the same events differ (non-deterministic projection)")
 	}
 	return rep, nil
+}
+
+// decisionKey identifies a decision by everything the planner chose; the
+// plan stamp fields are excluded (the planner does not set them).
+func decisionKey(seq uint64, t int64, pod string, in *pb.Intent) string {
+	return fmt.Sprintf("%d|%d|%s|%s|%s|%s|%d|%s|%s|%d|%s|%s", seq, t, pod, in.Action, in.Uid, in.Container, in.Attempt,
+		in.SandboxId, in.ContainerId, in.GracePeriodSeconds, in.Image, in.Reason)
 }

@@ -50,7 +50,7 @@ func newTestRuntime(t *testing.T) *Runtime {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	v, err := r.Version(ctx)
 	if err != nil {
@@ -151,7 +151,8 @@ func teardown(t *testing.T, r *Runtime, pod *corev1.Pod, s started) {
 
 func waitExited(ctx context.Context, t *testing.T, r *Runtime, id string) ObservedContainer {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	// Generous: CI machines and shared VMs can be very slow; the loop exits as soon as it can.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st, err := r.ContainerStatus(ctx, id)
 		if err != nil {
@@ -161,7 +162,7 @@ func waitExited(ctx context.Context, t *testing.T, r *Runtime, id string) Observ
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("container %s still %s after 20s", id, st.State)
+			t.Fatalf("container %s still %s after 60s", id, st.State)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -170,8 +171,8 @@ func waitExited(ctx context.Context, t *testing.T, r *Runtime, id string) Observ
 // httpGet retries until the server inside the container is listening.
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(10 * time.Second)
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := client.Get(url)
 		if err == nil {
@@ -251,12 +252,15 @@ func TestStopSendsTermThenKillsAfterGrace(t *testing.T) {
 	ctx := context.Background()
 	pod := testPod(t, "stopper",
 		corev1.Container{Name: "polite", Image: testImage,
-			Command: []string{"sh", "-c", `trap "exit 3" TERM; while :; do sleep 0.1; done`}},
+			Command: []string{"sh", "-c", `trap "exit 3" TERM; echo ready; while :; do sleep 0.1; done`}},
 		corev1.Container{Name: "stubborn", Image: testImage,
-			Command: []string{"sh", "-c", `trap "" TERM; while :; do sleep 0.1; done`}},
+			Command: []string{"sh", "-c", `trap "" TERM; echo ready; while :; do sleep 0.1; done`}},
 	)
 	s := startPod(ctx, t, r, pod)
-	time.Sleep(300 * time.Millisecond) // let the shells install their traps
+	// A TERM before the trap is installed would be ignored (sh is PID 1), so wait for it.
+	for _, c := range []string{"polite", "stubborn"} {
+		waitLog(t, filepath.Join(PodLogDir(r.cfg.LogRoot, pod), ContainerLogPath(c, 0)), "ready")
+	}
 
 	t0 := time.Now()
 	if err := r.StopContainer(ctx, s.containerIDs["polite"], 10*time.Second); err != nil {
@@ -264,8 +268,9 @@ func TestStopSendsTermThenKillsAfterGrace(t *testing.T) {
 	}
 	politeTook := time.Since(t0)
 	st := waitExited(ctx, t, r, s.containerIDs["polite"])
-	if st.ExitCode != 3 || politeTook > 3*time.Second {
-		t.Errorf("polite container: exit %d after %v; want exit 3 well before the 10s grace", st.ExitCode, politeTook)
+	// Exit code 3 proves TERM arrived and was handled; the bound only says "not the grace".
+	if st.ExitCode != 3 || politeTook > 8*time.Second {
+		t.Errorf("polite container: exit %d after %v; want exit 3 before the 10s grace", st.ExitCode, politeTook)
 	}
 
 	t0 = time.Now()
@@ -274,7 +279,7 @@ func TestStopSendsTermThenKillsAfterGrace(t *testing.T) {
 	}
 	stubbornTook := time.Since(t0)
 	st = waitExited(ctx, t, r, s.containerIDs["stubborn"])
-	if st.ExitCode != 137 || stubbornTook < 2*time.Second || stubbornTook > 6*time.Second {
+	if st.ExitCode != 137 || stubbornTook < 2*time.Second || stubbornTook > 15*time.Second {
 		t.Errorf("stubborn container: exit %d after %v; want 137 (SIGKILL) after the 2s grace", st.ExitCode, stubbornTook)
 	}
 	t.Logf("TERM-handling container stopped in %v; TERM-ignoring one killed after %v (grace 2s)",
@@ -352,9 +357,23 @@ func TestRemoveLeavesNothingBehind(t *testing.T) {
 	}
 }
 
+func waitLog(t *testing.T, p, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never contained %q", p, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func waitFile(t *testing.T, p string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat(p); err == nil {
 			return

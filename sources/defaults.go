@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // setDefaults applies the API defaults that change how a pod runs (the
@@ -185,12 +184,4 @@ func defaultDownwardAPIItems(items []v1.DownwardAPIVolumeFile) {
 			f.APIVersion = "v1"
 		}
 	}
-}
-
-// intOrStringPort returns a numeric port, or 0 for a named one.
-func intOrStringPort(p intstr.IntOrString) int {
-	if p.Type == intstr.Int {
-		return p.IntValue()
-	}
-	return 0
 }

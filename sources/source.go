@@ -25,7 +25,9 @@ type Recorder interface {
 //   - one entry per path whose latest manifest was rejected (Rejected true):
 //     Path and ContentHash of that ManifestRejected (Pod and UID may be
 //     empty). A path may have both: a pod kept at its last good version and
-//     a rejected newer edit.
+//     a rejected newer edit. For the URL source, whose items share one path,
+//     list every rejected item's ContentHash since the last fetch that
+//     changed the pods.
 //
 // Entries of another source are ignored, so the whole list can be passed to
 // every source.

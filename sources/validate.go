@@ -460,3 +460,11 @@ func sortedResourceNames(l v1.ResourceList) []v1.ResourceName {
 	slices.Sort(names)
 	return names
 }
+
+// intOrStringPort returns a numeric port, or 0 for a named one.
+func intOrStringPort(p intstr.IntOrString) int {
+	if p.Type == intstr.Int {
+		return p.IntValue()
+	}
+	return 0
+}
