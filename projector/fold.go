@@ -99,9 +99,13 @@ func (s *State) Apply(e eventlog.Event) {
 		if p.Sandboxes == nil {
 			p.Sandboxes = map[string]*Sandbox{}
 		}
+		stale := false
+		if prev := p.Sandboxes[d.SandboxId]; prev != nil {
+			stale = prev.Stale
+		}
 		p.Sandboxes[d.SandboxId] = &Sandbox{
 			ID: d.SandboxId, UID: d.Uid, Attempt: d.Attempt, State: d.State, IP: d.Ip,
-			CreatedAt: d.CreatedUnixNano, Adopted: d.Adopted,
+			CreatedAt: d.CreatedUnixNano, Adopted: d.Adopted, Stale: stale,
 		}
 	case *pb.SandboxGone:
 		if p := s.Pods[e.Pod]; p != nil {
@@ -120,7 +124,7 @@ func (s *State) Apply(e eventlog.Event) {
 			StartedAt: d.StartedUnixNano, FinishedAt: d.FinishedUnixNano, Init: d.Init, Adopted: d.Adopted,
 		}
 		if prev != nil {
-			c.Grace = prev.Grace
+			c.Grace, c.Stale = prev.Grace, prev.Stale
 		}
 		p.Containers[d.ContainerId] = c
 		if d.State == StateExited && (prev == nil || prev.State != StateExited) && d.Uid == p.UID {
@@ -133,10 +137,14 @@ func (s *State) Apply(e eventlog.Event) {
 		}
 
 	case *pb.Intent:
-		s.Pending[e.Seq] = &PendingIntent{
+		in := &PendingIntent{
 			Pod: e.Pod, Action: d.Action, UID: d.Uid, Container: d.Container, Attempt: d.Attempt,
 			SandboxID: d.SandboxId, ContainerID: d.ContainerId, Grace: d.GracePeriodSeconds, At: now,
 		}
+		if p := s.Pods[e.Pod]; p != nil {
+			in.Generation = p.Generation
+		}
+		s.Pending[e.Seq] = in
 		if p := s.Pods[e.Pod]; p != nil {
 			p.LastAction = &Action{Seq: e.Seq, Action: d.Action, Container: d.Container, Reason: d.Reason, At: now}
 		}
@@ -186,6 +194,7 @@ func (s *State) applyManifest(key string, now int64, v manifestVersion) {
 	}
 	p := s.pod(key, now)
 	newUID := p.UID != v.uid
+	contentChanged := p.ContentHash != v.contentHash
 	if newUID || p.Removed || p.Spec == nil {
 		p.Generation++
 	} else if p.ContentHash != v.contentHash {
@@ -200,6 +209,15 @@ func (s *State) applyManifest(key string, now int64, v manifestVersion) {
 	p.Spec = append([]byte(nil), v.spec...)
 	p.Warnings = append([]string(nil), v.warnings...)
 	p.decoded = decodeSpec(p.Spec)
+	if !newUID && p.ContentHash != "" && contentChanged {
+		// Same UID, new spec: what runs is of the old version.
+		for _, c := range p.Containers {
+			c.Stale = true
+		}
+		for _, sb := range p.Sandboxes {
+			sb.Stale = true
+		}
+	}
 	p.Removed = false
 	p.LastRejection = ""
 	p.UpdatedAt = now

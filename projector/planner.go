@@ -213,7 +213,7 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	}
 	cs := sortedContainers(p)
 	for _, c := range cs {
-		if c.UID != keep && c.State != StateExited {
+		if !c.keptBy(keep) && c.State != StateExited {
 			return step(&pb.Intent{Action: ActionStopContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
 				SandboxId: c.SandboxID, GracePeriodSeconds: c.graceOr(30), Reason: teardownReason(keep)})
 		}
@@ -222,7 +222,7 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	// A sandbox that is not ready cannot host containers: stop what runs in
 	// it, then replace it.
 	for _, sb := range sbs {
-		if sb.UID == keep && sb.State != StateReady {
+		if sb.keptBy(keep) && sb.State != StateReady {
 			for _, c := range cs {
 				if c.SandboxID == sb.ID && c.State != StateExited {
 					return step(&pb.Intent{Action: ActionStopContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
@@ -232,22 +232,25 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 		}
 	}
 	for _, c := range cs {
-		if c.UID != keep {
+		if !c.keptBy(keep) {
 			return step(&pb.Intent{Action: ActionRemoveContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID, Reason: teardownReason(keep)})
 		}
 	}
 	for _, sb := range sbs {
-		if sb.UID != keep && sb.State == StateReady {
+		if !sb.keptBy(keep) && sb.State == StateReady {
 			return step(&pb.Intent{Action: ActionStopSandbox, Uid: sb.UID, SandboxId: sb.ID, Reason: teardownReason(keep)})
 		}
 	}
 	for _, sb := range sbs {
-		if sb.UID != keep || sb.State != StateReady {
+		if !sb.keptBy(keep) || sb.State != StateReady {
 			return step(&pb.Intent{Action: ActionRemoveSandbox, Uid: sb.UID, SandboxId: sb.ID, Reason: teardownReason(keep)})
 		}
 	}
 	return nil, 0
 }
+
+func (c *Container) keptBy(uid string) bool { return uid != "" && c.UID == uid && !c.Stale }
+func (sb *Sandbox) keptBy(uid string) bool  { return uid != "" && sb.UID == uid && !sb.Stale }
 
 // objectKey names a runtime object in Pod.Failures (teardown steps fail per object).
 func objectKey(containerID, sandboxID string) string {
@@ -274,7 +277,7 @@ func (c *Container) graceOr(def int64) int64 {
 func (p *Pod) readySandbox() *Sandbox {
 	var best *Sandbox
 	for _, sb := range sortedSandboxes(p) {
-		if sb.UID == p.UID && sb.State == StateReady {
+		if sb.UID == p.UID && sb.State == StateReady && !sb.Stale {
 			best = sb // sorted by creation: the newest wins
 		}
 	}
@@ -403,13 +406,14 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		if p.Sandboxes == nil {
 			p.Sandboxes = map[string]*Sandbox{}
 		}
-		p.Sandboxes[d.SandboxId] = &Sandbox{ID: d.SandboxId, UID: in.UID, Attempt: in.Attempt, State: StateReady, IP: d.Ip, CreatedAt: now}
+		p.Sandboxes[d.SandboxId] = &Sandbox{ID: d.SandboxId, UID: in.UID, Attempt: in.Attempt, State: StateReady, IP: d.Ip, CreatedAt: now,
+			Stale: in.Generation != p.Generation}
 	case ActionStartContainer:
 		if p.Containers == nil {
 			p.Containers = map[string]*Container{}
 		}
 		p.Containers[d.ContainerId] = &Container{ID: d.ContainerId, UID: in.UID, SandboxID: in.SandboxID, Name: in.Container,
-			Attempt: in.Attempt, State: StateRunning, StartedAt: now, Grace: in.Grace}
+			Attempt: in.Attempt, State: StateRunning, StartedAt: now, Grace: in.Grace, Stale: in.Generation != p.Generation}
 	case ActionStopContainer:
 		if c := p.Containers[in.ContainerID]; c != nil && c.State != StateExited {
 			c.State, c.FinishedAt = StateExited, now

@@ -385,3 +385,27 @@ func TestFailedTeardownStepIsRetriedWithBackoff(t *testing.T) {
 		t.Fatalf("retry gaps %v, want [1s 2s 4s]", gaps)
 	}
 }
+
+// TestPinnedUIDEditReplacesThePod: a manifest that pins metadata.uid keeps
+// its UID across edits, but its running containers are still of the old
+// spec and must be replaced.
+func TestPinnedUIDEditReplacesThePod(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	w.desire("pinned", podSpec("Always", nil, "a"))
+	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
+	w.do(w.mustPlan(projector.ActionStartContainer, "a"))
+	w.apply(pk, &pb.ManifestChanged{Source: "file", Path: "/m/web.yaml", ContentHash: "h-new", Uid: "pinned", ConfigHash: "pinned", PodJson: podSpec("Always", nil, "a"), PreviousUid: "pinned"})
+	var got []string
+	for i := 0; i < 10; i++ {
+		in, _ := w.plan()
+		if in == nil {
+			break
+		}
+		got = append(got, in.Action)
+		w.do(in)
+	}
+	if want := "StopContainer RemoveContainer StopSandbox RemoveSandbox RunSandbox StartContainer"; strings.Join(got, " ") != want {
+		t.Fatalf("got %v, want %s", got, want)
+	}
+}

@@ -142,6 +142,9 @@ type Sandbox struct {
 	IP        string `json:"ip,omitempty"`
 	CreatedAt int64  `json:"createdAt,omitempty"`
 	Adopted   bool   `json:"adopted,omitempty"`
+	// Stale: created for an earlier version of a pod whose UID did not change
+	// (a pinned metadata.uid); it is replaced like a pod of another UID.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Container is an observed container instance.
@@ -160,6 +163,7 @@ type Container struct {
 	Adopted    bool   `json:"adopted,omitempty"`
 	// Grace is the termination grace period (seconds) of the spec it was started from.
 	Grace int64 `json:"grace,omitempty"`
+	Stale bool  `json:"stale,omitempty"` // see Sandbox.Stale
 }
 
 // Mirror is the mirror pod in the apiserver, as last observed.
@@ -196,6 +200,7 @@ type PendingIntent struct {
 	Grace       int64  `json:"grace,omitempty"`
 	Init        bool   `json:"init,omitempty"`
 	At          int64  `json:"at"`
+	Generation  int    `json:"generation,omitempty"` // the pod's spec version when planned
 }
 
 // New returns the state before any event.
