@@ -76,3 +76,20 @@ func (l *Log) LatestSnapshot(atOrBefore uint64) (s Snapshot, ok bool, err error)
 	}
 	return s, ok, nil
 }
+
+// Snapshots lists the seqs of the stored snapshots, oldest first.
+func (l *Log) Snapshots() ([]uint64, error) {
+	var out []uint64
+	err := l.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSnapshots).ForEach(func(k, _ []byte) error {
+			if len(k) == 8 {
+				out = append(out, binary.BigEndian.Uint64(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	return out, nil
+}

@@ -64,6 +64,9 @@ func (p Point) Resolve(r Reader) (uint64, error) {
 // snapshot at or before it, plus the fold of the events after the snapshot.
 func StateAt(ctx context.Context, r Reader, upTo uint64) (*projector.State, error) {
 	s := projector.New()
+	if upTo == 0 {
+		return s, nil // before the first event
+	}
 	from := r.FirstSeq()
 	snap, ok, err := r.LatestSnapshot(upTo)
 	if err != nil {
@@ -77,6 +80,9 @@ func StateAt(ctx context.Context, r Reader, upTo uint64) (*projector.State, erro
 		} else {
 			s, from = restored, snap.Seq+1
 		}
+	}
+	if from > 1 && s.Seq == 0 {
+		return nil, fmt.Errorf("seq %d is before the retained log (it starts at %d)", upTo, from)
 	}
 	if from > upTo {
 		return s, nil
