@@ -20,7 +20,7 @@ const benchEvents = 1_000_000
 // realistic events, with a snapshot every snapEvery events when snapEvery > 0.
 func fixture(b *testing.B, n int, snapEvery int) string {
 	b.Helper()
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("ledgerlet-bench-v1-%d-%d.db", n, snapEvery))
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("ledgerlet-bench-v2-%d-%d.db", n, snapEvery))
 	if l, err := eventlog.Open(path, eventlog.Options{}); err == nil {
 		last := l.LastSeq()
 		l.Close()

@@ -20,10 +20,18 @@ import (
 // observations the agent would record, and the occasional manifest edit,
 // agent restart or runtime hiccup.
 type Generator struct {
-	rng  *rand.Rand
-	seq  uint64
-	now  time.Time
-	pods []*genPod
+	rng     *rand.Rand
+	seq     uint64
+	now     time.Time
+	pods    []*genPod
+	pending []pendingIntent  // intents awaiting their outcome, oldest first
+	gone    []eventlog.Event // removals the agent would observe next
+}
+
+type pendingIntent struct {
+	seq uint64
+	pod *genPod
+	c   int
 }
 
 type genPod struct {
@@ -32,7 +40,8 @@ type genPod struct {
 	sandbox        string
 	containers     []string
 	attempt        []uint32
-	ids            []string
+	ids            []string // the current instance of each container, "" if none
+	dead           []string // the last exited instance of each container, "" if none
 }
 
 // New returns a generator with npods pods, deterministic for seed.
@@ -56,6 +65,7 @@ func New(seed uint64, npods int) *Generator {
 		}
 		p.attempt = make([]uint32, n)
 		p.ids = make([]string, n)
+		p.dead = make([]string, n)
 		g.pods = append(g.pods, p)
 	}
 	return g
@@ -98,6 +108,11 @@ func (g *Generator) Events(n int) []eventlog.Event {
 }
 
 func (g *Generator) next() eventlog.Event {
+	if len(g.gone) > 0 {
+		e := g.gone[0]
+		g.gone = g.gone[1:]
+		return e
+	}
 	p := g.pods[g.rng.IntN(len(g.pods))]
 	if p.uid == "" || g.rng.IntN(2000) == 0 {
 		return g.manifest(p)
@@ -116,21 +131,32 @@ func (g *Generator) next() eventlog.Event {
 		return eventlog.Event{Pod: p.key, Data: &pb.ManifestRejected{Source: "file", Path: p.path, ContentHash: g.hex(32), Reason: "spec.containers[0].image: Required value"}}
 	case r < 10:
 		return eventlog.Event{Pod: p.key, Data: &pb.MirrorObserved{MirrorUid: g.hex(16), ConfigMirror: p.uid, Phase: "Running"}}
-	case r < 60:
+	case r < 12:
+		if p.sandbox != "" {
+			g.gone = append(g.gone, eventlog.Event{Pod: p.key, Data: &pb.SandboxGone{Uid: p.uid, SandboxId: p.sandbox}})
+		}
 		p.sandbox = g.hex(32)
 		return eventlog.Event{Pod: p.key, Data: &pb.SandboxObserved{Uid: p.uid, SandboxId: p.sandbox, State: "ready", Ip: fmt.Sprintf("10.88.77.%d", 2+g.rng.IntN(250)), CreatedUnixNano: g.now.UnixNano()}}
-	case r < 360:
+	case r < 640 && (len(g.pending) == 0 || (r < 360 && len(g.pending) < 3)):
 		c := g.rng.IntN(len(p.containers))
+		g.pending = append(g.pending, pendingIntent{g.seq, p, c})
 		ev := &pb.Intent{Action: "StartContainer", Uid: p.uid, Container: p.containers[c], Attempt: p.attempt[c], Image: "localhost/busybox:1.36", SandboxId: p.sandbox, Reason: "container not running"}
 		return eventlog.Event{Pod: p.key, Data: ev}
 	case r < 640:
-		c := g.rng.IntN(len(p.containers))
+		// Outcomes answer the intents in order, as the agent's do.
+		in := g.pending[0]
+		g.pending = g.pending[1:]
+		iseq, p, c := in.seq, in.pod, in.c
+		if p.uid == "" { // the pod went away meanwhile
+			return eventlog.Event{Pod: p.key, Data: &pb.Outcome{IntentSeq: iseq, Ok: false, Error: "pod removed"}}
+		}
+		g.retire(p, c)
 		p.ids[c] = g.hex(32)
-		return eventlog.Event{Pod: p.key, Data: &pb.Outcome{IntentSeq: g.seq - uint64(1+g.rng.IntN(3)), Ok: true, ContainerId: p.ids[c]}}
+		return eventlog.Event{Pod: p.key, Data: &pb.Outcome{IntentSeq: iseq, Ok: g.rng.IntN(20) != 0, ContainerId: p.ids[c]}}
 	default:
 		c := g.rng.IntN(len(p.containers))
 		if p.ids[c] == "" {
-			p.ids[c] = g.hex(32)
+			p.ids[c] = g.hex(32) // found by a relist
 		}
 		ev := &pb.ContainerObserved{Uid: p.uid, SandboxId: p.sandbox, Container: p.containers[c], ContainerId: p.ids[c], Attempt: p.attempt[c], StartedUnixNano: g.now.UnixNano()}
 		if g.rng.IntN(2) == 0 {
@@ -138,17 +164,36 @@ func (g *Generator) next() eventlog.Event {
 		} else {
 			ev.State, ev.ExitCode, ev.Reason, ev.FinishedUnixNano = "exited", 1, "Error", g.now.UnixNano()
 			p.attempt[c]++
-			p.ids[c] = ""
-		}
-		if g.rng.IntN(50) == 0 {
-			return eventlog.Event{Pod: p.key, Data: &pb.ContainerGone{Uid: p.uid, ContainerId: ev.ContainerId, Container: ev.Container}}
+			g.retire(p, c)
 		}
 		return eventlog.Event{Pod: p.key, Data: ev}
 	}
 }
 
+// retire makes container c's current instance its dead one; the previous
+// dead one is removed, as the agent keeps one dead instance per container.
+func (g *Generator) retire(p *genPod, c int) {
+	if p.ids[c] == "" {
+		return
+	}
+	if p.dead[c] != "" {
+		g.gone = append(g.gone, eventlog.Event{Pod: p.key, Data: &pb.ContainerGone{Uid: p.uid, ContainerId: p.dead[c], Container: p.containers[c]}})
+	}
+	p.dead[c], p.ids[c] = p.ids[c], ""
+}
+
 func (g *Generator) manifest(p *genPod) eventlog.Event {
 	prevUID := p.uid
+	// The old version's containers and sandbox go (the agent tears them down).
+	for i, id := range append(append([]string(nil), p.ids...), p.dead...) {
+		if id != "" {
+			g.gone = append(g.gone, eventlog.Event{Pod: p.key, Data: &pb.ContainerGone{Uid: prevUID, ContainerId: id, Container: p.containers[i%len(p.containers)]}})
+		}
+	}
+	if p.sandbox != "" {
+		g.gone = append(g.gone, eventlog.Event{Pod: p.key, Data: &pb.SandboxGone{Uid: prevUID, SandboxId: p.sandbox}})
+	}
+	p.ids, p.dead, p.sandbox = make([]string, len(p.containers)), make([]string, len(p.containers)), ""
 	p.gen++
 	p.uid = g.hex(16)
 	hash := g.hex(32)
