@@ -39,7 +39,8 @@ test-unit:
 
 test-e2e:
 	@endpoint=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-containerd up | tail -n 1) || exit 1; \
-	LEDGERLET_CRI_ENDPOINT=$$endpoint LEDGERLET_E2E=1 $(GO) test -count=1 -p 1 -timeout 30m ./runtime/... ./cmd/...
+	LEDGERLET_CRI_ENDPOINT=$$endpoint LEDGERLET_E2E_RESTART_CONTAINERD=1 \
+	  $(GO) test -count=1 -p 1 -timeout 40m ./runtime/... ./test/e2e/...
 
 fuzz:
 	@set -e; for target in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/func //' | sort -u); do \
@@ -48,8 +49,12 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+# Benchmarks: the log, projections and sources in-process; the agent's
+# end-to-end figures against the private containerd (one run each).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 60m ./...
+	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 60m ./eventlog/... ./projector/... ./replay/... ./sources/...
+	@endpoint=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-containerd up | tail -n 1) || exit 1; \
+	LEDGERLET_CRI_ENDPOINT=$$endpoint $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

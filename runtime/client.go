@@ -35,6 +35,11 @@ type Config struct {
 	RequestTimeout time.Duration
 	// PullTimeout bounds one image pull. Default 10m.
 	PullTimeout time.Duration
+	// ManagedBy is the value of the ledgerlet.io/managed label on everything
+	// this agent creates, and the only value it lists: agents sharing one
+	// runtime (or tests) never see each other's pods. The agent uses its node
+	// name. Default "true".
+	ManagedBy string
 	// Logger receives one line per action. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -65,6 +70,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.LogRoot == "" {
 		cfg.LogRoot = "/var/log/pods"
+	}
+	if cfg.ManagedBy == "" {
+		cfg.ManagedBy = managedValue
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = "/var/lib/ledgerlet"

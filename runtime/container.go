@@ -84,7 +84,7 @@ func (r *Runtime) createContainer(ctx context.Context, pod *corev1.Pod, c *corev
 		WorkingDir:  c.WorkingDir,
 		Envs:        envs,
 		Mounts:      mounts,
-		Labels:      containerLabels(pod, c),
+		Labels:      containerLabels(pod, c, r.cfg.ManagedBy),
 		Annotations: containerAnnotations(pod, c, opts.RestartCount, opts.Type),
 		LogPath:     logPath,
 		Stdin:       c.Stdin,

@@ -19,7 +19,8 @@ const (
 	LabelPodNamespace  = "io.kubernetes.pod.namespace"
 	LabelPodUID        = "io.kubernetes.pod.uid"
 	LabelContainerName = "io.kubernetes.container.name"
-	// LabelManaged marks what this agent created; listing only ever reports these.
+	// LabelManaged marks what an agent created; its value is the agent's
+	// Config.ManagedBy (the node name), and listing reports only an agent's own.
 	LabelManaged = "ledgerlet.io/managed"
 
 	AnnotationContainerHash              = "io.kubernetes.container.hash"
@@ -50,7 +51,7 @@ const (
 
 // sandboxLabels are the pod's own labels overlaid by the identity labels; identity wins so a
 // pod cannot masquerade as another by labelling itself io.kubernetes.pod.uid.
-func sandboxLabels(pod *corev1.Pod) map[string]string {
+func sandboxLabels(pod *corev1.Pod, managedBy string) map[string]string {
 	labels := make(map[string]string, len(pod.Labels)+4)
 	for k, v := range pod.Labels {
 		labels[k] = v
@@ -58,18 +59,18 @@ func sandboxLabels(pod *corev1.Pod) map[string]string {
 	labels[LabelPodName] = pod.Name
 	labels[LabelPodNamespace] = pod.Namespace
 	labels[LabelPodUID] = string(pod.UID)
-	labels[LabelManaged] = managedValue
+	labels[LabelManaged] = managedBy
 	return labels
 }
 
 // containerLabels are what the kubelet puts on a container (not the pod's labels) plus ours.
-func containerLabels(pod *corev1.Pod, c *corev1.Container) map[string]string {
+func containerLabels(pod *corev1.Pod, c *corev1.Container, managedBy string) map[string]string {
 	return map[string]string{
 		LabelPodName:       pod.Name,
 		LabelPodNamespace:  pod.Namespace,
 		LabelPodUID:        string(pod.UID),
 		LabelContainerName: c.Name,
-		LabelManaged:       managedValue,
+		LabelManaged:       managedBy,
 	}
 }
 

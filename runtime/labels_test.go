@@ -47,7 +47,7 @@ func TestIdentityLabelsWinOverPodLabels(t *testing.T) {
 		Name: "p", Namespace: "ns", UID: "u",
 		Labels: map[string]string{"app": "x", LabelPodUID: "forged", LabelManaged: "false"},
 	}}
-	l := sandboxLabels(pod)
+	l := sandboxLabels(pod, "true")
 	if l["app"] != "x" || l[LabelPodUID] != "u" || l[LabelManaged] != "true" || l[LabelPodName] != "p" || l[LabelPodNamespace] != "ns" {
 		t.Errorf("sandboxLabels = %v", l)
 	}

@@ -91,7 +91,7 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]ObservedSandbox, error) 
 	ctx, cancel := r.callCtx(ctx)
 	defer cancel()
 	resp, err := r.rs.ListPodSandbox(ctx, &criv1.ListPodSandboxRequest{
-		Filter: &criv1.PodSandboxFilter{LabelSelector: map[string]string{LabelManaged: managedValue}},
+		Filter: &criv1.PodSandboxFilter{LabelSelector: map[string]string{LabelManaged: r.cfg.ManagedBy}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", err)
@@ -118,7 +118,7 @@ func (r *Runtime) ListContainers(ctx context.Context) ([]ObservedContainer, erro
 	ctx, cancel := r.callCtx(ctx)
 	defer cancel()
 	resp, err := r.rs.ListContainers(ctx, &criv1.ListContainersRequest{
-		Filter: &criv1.ContainerFilter{LabelSelector: map[string]string{LabelManaged: managedValue}},
+		Filter: &criv1.ContainerFilter{LabelSelector: map[string]string{LabelManaged: r.cfg.ManagedBy}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)

@@ -71,7 +71,7 @@ func (r *Runtime) sandboxConfig(pod *corev1.Pod, attempt uint32) *criv1.PodSandb
 			Attempt:   attempt,
 		},
 		LogDirectory: PodLogDir(r.cfg.LogRoot, pod),
-		Labels:       sandboxLabels(pod),
+		Labels:       sandboxLabels(pod, r.cfg.ManagedBy),
 		Annotations:  copyMap(pod.Annotations),
 		DnsConfig:    dnsConfig(pod),
 		PortMappings: portMappings(pod),

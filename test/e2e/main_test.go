@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 
 // agent is one ledgerlet process on its own data dir and node name.
 type agent struct {
-	t         *testing.T
+	t         testing.TB
 	node      string
 	dataDir   string
 	manifests string
@@ -62,7 +62,7 @@ type agent struct {
 	extra     []string
 }
 
-func newAgent(t *testing.T, extra ...string) *agent {
+func newAgent(t testing.TB, extra ...string) *agent {
 	t.Helper()
 	dir := t.TempDir()
 	a := &agent{
@@ -280,7 +280,7 @@ func rt(t *testing.T) *runtime.Runtime {
 
 // runtimePods lists what the runtime holds for this agent's node.
 func (a *agent) runtimePods() []runtime.ObservedPod {
-	r, err := runtime.New(runtime.Config{Endpoint: endpoint})
+	r, err := runtime.New(runtime.Config{Endpoint: endpoint, ManagedBy: a.node})
 	if err != nil {
 		a.t.Fatal(err)
 	}
