@@ -101,6 +101,9 @@ func (s *State) Apply(e eventlog.Event) {
 		}
 		stale := false
 		if prev := p.Sandboxes[d.SandboxId]; prev != nil {
+			if prev.State == StateNotReady && d.State == StateReady {
+				break // a stale listing: a stopped sandbox never becomes ready again
+			}
 			stale = prev.Stale
 		}
 		p.Sandboxes[d.SandboxId] = &Sandbox{
@@ -118,6 +121,11 @@ func (s *State) Apply(e eventlog.Event) {
 			p.Containers = map[string]*Container{}
 		}
 		prev := p.Containers[d.ContainerId]
+		if prev != nil && stateRank(d.State) < stateRank(prev.State) {
+			// A relist listed before an action's outcome was recorded can
+			// arrive after it; a container's life only moves forward.
+			break
+		}
 		c := &Container{
 			ID: d.ContainerId, UID: d.Uid, SandboxID: d.SandboxId, Name: d.Container,
 			Attempt: d.Attempt, State: d.State, ExitCode: d.ExitCode, Reason: d.Reason,
@@ -254,4 +262,17 @@ func (s *State) source(name, location string) *Source {
 		s.Sources[key] = src
 	}
 	return src
+}
+
+// stateRank orders a container's life: created, running, exited.
+func stateRank(state string) int {
+	switch state {
+	case StateCreated:
+		return 1
+	case StateRunning:
+		return 2
+	case StateExited:
+		return 3
+	}
+	return 0 // unknown
 }

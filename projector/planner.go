@@ -147,7 +147,9 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 		switch {
 		case cur == nil:
 			return p.start(c, sb, true, grace, now, "init container not run")
-		case cur.State == StateRunning || cur.State == StateCreated || cur.State == StateUnknown:
+		case cur.State == StateCreated:
+			return p.removeUnstarted(cur)
+		case cur.State == StateRunning || cur.State == StateUnknown:
 			return nil, 0 // wait for it to finish
 		case cur.ExitCode == 0:
 			continue
@@ -168,6 +170,9 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 			}
 			wake = minWake(wake, w)
 			continue
+		}
+		if cur.State == StateCreated {
+			return p.removeUnstarted(cur)
 		}
 		if cur.State != StateExited {
 			continue
@@ -193,6 +198,14 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 		}
 	}
 	return nil, wake
+}
+
+// removeUnstarted clears a container that was created but never started:
+// the agent died between the two CRI calls (no intent is pending for the
+// pod, or it would not be planned for). A fresh start follows.
+func (p *Pod) removeUnstarted(c *Container) (*pb.Intent, int64) {
+	return &pb.Intent{Action: ActionRemoveContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+		SandboxId: c.SandboxID, Reason: "created but never started"}, 0
 }
 
 func minWake(a, b int64) int64 {

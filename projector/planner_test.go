@@ -409,3 +409,32 @@ func TestPinnedUIDEditReplacesThePod(t *testing.T) {
 		t.Fatalf("got %v, want %s", got, want)
 	}
 }
+
+func TestContainerCreatedButNeverStartedIsReplaced(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	w.desire("u1", podSpec("Always", nil, "a"))
+	sb := w.do(w.mustPlan(projector.ActionRunSandbox, "")).SandboxId
+	// The agent died between CRI Create and Start; the relist finds this.
+	w.apply(pk, &pb.ContainerObserved{Uid: "u1", SandboxId: sb, Container: "a", ContainerId: "half", State: "created", Adopted: true})
+	w.do(w.mustPlan(projector.ActionRemoveContainer, "a"))
+	in := w.mustPlan(projector.ActionStartContainer, "a")
+	if in.Attempt != 0 {
+		t.Fatalf("attempt %d: the never-started instance should not count as a restart", in.Attempt)
+	}
+}
+
+func TestStaleObservationNeverMovesAContainerBack(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	w.desire("u1", podSpec("Always", nil, "a"))
+	sb := w.do(w.mustPlan(projector.ActionRunSandbox, "")).SandboxId
+	id := w.do(w.mustPlan(projector.ActionStartContainer, "a")).ContainerId
+	w.apply(pk, &pb.ContainerObserved{Uid: "u1", SandboxId: sb, Container: "a", ContainerId: id, State: "created"})
+	if got := w.s.Pods[pk].Containers[id].State; got != "running" {
+		t.Fatalf("state %s after a stale 'created' observation, want running", got)
+	}
+	if in, _ := w.plan(); in != nil {
+		t.Fatalf("planned %v for a running container", in)
+	}
+}

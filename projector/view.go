@@ -46,6 +46,16 @@ type ContainerView struct {
 	ExitCode     int32  `json:"exitCode"`
 	Reason       string `json:"reason"`
 	StartedAt    int64  `json:"startedAt,omitempty"`
+	// LastState is how the previous instance ended (kubectl's lastState.terminated).
+	LastState *Terminated `json:"lastState,omitempty"`
+}
+
+// Terminated is how a container instance ended.
+type Terminated struct {
+	ContainerID string `json:"containerID"`
+	ExitCode    int32  `json:"exitCode"`
+	Reason      string `json:"reason"`
+	FinishedAt  int64  `json:"finishedAt,omitempty"`
 }
 
 // Views renders every pod as of the last event, ordered by namespace/name.
@@ -122,10 +132,13 @@ func (p *Pod) View(now int64) PodView {
 			}
 		}
 	}
-	latest := p.latestByName()
+	latest, previous := p.latestByName()
 	ready, apps, running, exitedOK, exitedFail := 0, 0, 0, 0, 0
 	for _, sl := range slots {
 		cv := ContainerView{Name: sl.name, Init: sl.init, State: "waiting"}
+		if c := previous[sl.name]; c != nil && c.State == "exited" {
+			cv.LastState = &Terminated{ContainerID: c.ID, ExitCode: c.ExitCode, Reason: c.Reason, FinishedAt: c.FinishedAt}
+		}
 		if c := latest[sl.name]; c != nil {
 			cv.ContainerID = c.ID
 			cv.RestartCount = c.Attempt
@@ -179,6 +192,9 @@ func (p *Pod) View(now int64) PodView {
 		v.Phase = "Failed"
 	case running > 0:
 		v.Phase = "Running"
+	case restartPolicy == corev1.RestartPolicyAlways && v.Restarts > 0:
+		// Crash-looping: the kubelet keeps such a pod Running, restarting.
+		v.Phase = "Running"
 	default:
 		v.Phase = "Pending"
 	}
@@ -195,19 +211,27 @@ func (p *Pod) View(now int64) PodView {
 	return v
 }
 
-// latestByName picks, per container name, the newest instance of the current UID.
-func (p *Pod) latestByName() map[string]*Container {
-	out := map[string]*Container{}
+// latestByName picks, per container name, the newest and the one before it
+// among the instances of the current UID.
+func (p *Pod) latestByName() (latest, previous map[string]*Container) {
+	latest, previous = map[string]*Container{}, map[string]*Container{}
+	newer := func(a, b *Container) bool {
+		return a.Attempt > b.Attempt || (a.Attempt == b.Attempt && a.StartedAt > b.StartedAt)
+	}
 	for _, c := range sortedContainers(p) {
 		if p.UID != "" && c.UID != p.UID {
 			continue
 		}
-		cur := out[c.Name]
-		if cur == nil || c.Attempt > cur.Attempt || (c.Attempt == cur.Attempt && c.StartedAt > cur.StartedAt) {
-			out[c.Name] = c
+		switch cur := latest[c.Name]; {
+		case cur == nil:
+			latest[c.Name] = c
+		case newer(c, cur):
+			previous[c.Name], latest[c.Name] = cur, c
+		case previous[c.Name] == nil || newer(c, previous[c.Name]):
+			previous[c.Name] = c
 		}
 	}
-	return out
+	return latest, previous
 }
 
 func sortedContainers(p *Pod) []*Container {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -100,9 +101,14 @@ func (a *agent) start() {
 		a.t.Fatal(err)
 	}
 	f.Close()
+	// A killed agent leaves its socket file: wait until one answers.
 	a.waitFor("the agent's socket", 15*time.Second, func() bool {
-		_, err := os.Stat(filepath.Join(a.dataDir, "ledgerlet.sock"))
-		return err == nil
+		c, err := net.Dial("unix", filepath.Join(a.dataDir, "ledgerlet.sock"))
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
 	})
 }
 
@@ -183,7 +189,10 @@ func (a *agent) removeManifest(name string) {
 
 // cli runs a ledgerlet command against this agent's data dir.
 func (a *agent) cli(args ...string) (string, error) {
-	cmd := exec.Command(binary, append(args, "--data-dir", a.dataDir)...)
+	if args[0] != "replay" {
+		args = append(args, "--data-dir", a.dataDir)
+	}
+	cmd := exec.Command(binary, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -166,12 +166,13 @@ func TestCrashLoopBackOffTiming(t *testing.T) {
 	if gap1 < 10*time.Second || gap1 > 13*time.Second || gap2 < 20*time.Second || gap2 > 23*time.Second {
 		t.Fatalf("restart gaps %s, %s; want ~10s then ~20s", gap1, gap2)
 	}
+	a.waitFor("CrashLoopBackOff", 20*time.Second, func() bool {
+		p := a.pod("crash")
+		return p.Status == "CrashLoopBackOff"
+	})
 	p := a.pod("crash")
-	if p.Restarts < 2 || p.Containers[0].ExitCode != 3 {
+	if p.Restarts < 2 || p.Containers[0].ExitCode != 3 || p.Containers[0].State != "waiting" {
 		t.Fatalf("pod %+v", p)
-	}
-	if p.Status != "CrashLoopBackOff" {
-		t.Errorf("status %q, want CrashLoopBackOff", p.Status)
 	}
 }
 
@@ -224,6 +225,7 @@ spec:
   volumes:
   - name: work
     emptyDir: {}
+  terminationGracePeriodSeconds: 2
   initContainers:
   - name: first
     image: localhost/busybox:1.36

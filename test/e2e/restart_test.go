@@ -105,8 +105,26 @@ func TestKill9DuringChurnNeverLeaksOrDuplicates(t *testing.T) {
 		a.kill9()
 		a.start()
 	}
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("want %v\nruntime: %s", want, last)
+			out, _ := a.cli("pods")
+			t.Logf("pods:\n%s", out)
+		}
+	}()
 	a.waitFor("convergence", 120*time.Second, func() bool {
 		rp := a.runtimePods()
+		last = ""
+		for _, p := range rp {
+			last += fmt.Sprintf("\n  %s sandboxes=%d containers=%d", p.Name, len(p.Sandboxes), len(p.Containers))
+			for _, sb := range p.Sandboxes {
+				last += fmt.Sprintf(" [sb %s %s]", sb.ID[:8], sb.State)
+			}
+			for _, c := range p.Containers {
+				last += fmt.Sprintf(" [c %s %s a%d]", c.ID[:8], c.State, c.Attempt)
+			}
+		}
 		if len(rp) != len(want) {
 			return false
 		}
