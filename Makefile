@@ -39,7 +39,8 @@ test-unit:
 
 test-e2e:
 	@endpoint=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-containerd up | tail -n 1) || exit 1; \
-	LEDGERLET_CRI_ENDPOINT=$$endpoint LEDGERLET_E2E_RESTART_CONTAINERD=1 \
+	image=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-registry up | tail -n 1) || exit 1; \
+	LEDGERLET_CRI_ENDPOINT=$$endpoint LEDGERLET_TEST_REGISTRY_IMAGE=$$image LEDGERLET_E2E_RESTART_CONTAINERD=1 \
 	  $(GO) test -count=1 -p 1 -timeout 40m ./runtime/... ./test/e2e/...
 
 fuzz:

@@ -257,7 +257,6 @@ func sortedSandboxes(p *Pod) []*Sandbox {
 	return out
 }
 
-
 func restarts(policy corev1.RestartPolicy, exitCode int32) bool {
 	return policy == corev1.RestartPolicyAlways || policy == "" || (policy == corev1.RestartPolicyOnFailure && exitCode != 0)
 }

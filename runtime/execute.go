@@ -15,10 +15,8 @@ import (
 // Execute carries out one planned intent against the runtime and returns its
 // outcome (IntentSeq is left for the caller). pod is the spec the intent was
 // planned from; it is nil for teardown of a pod no manifest names any more.
-// lastOfUID says no other sandbox of the intent's UID remains, so a removed
-// sandbox takes the pod's cgroup and emptyDirs with it.
-func (r *Runtime) Execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, lastOfUID bool) *pb.Outcome {
-	out, err := r.execute(ctx, pod, in, lastOfUID)
+func (r *Runtime) Execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, opts ExecOptions) *pb.Outcome {
+	out, err := r.execute(ctx, pod, in, opts)
 	if err != nil {
 		out.Ok = false
 		out.Error = err.Error()
@@ -31,7 +29,17 @@ func (r *Runtime) Execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, l
 	return out
 }
 
-func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, lastOfUID bool) (*pb.Outcome, error) {
+// ExecOptions are facts about the node and the pod that an action needs
+// beyond the intent and the spec.
+type ExecOptions struct {
+	// LastOfUID says no other sandbox of the intent's UID remains, so a
+	// removed sandbox takes the pod's cgroup and emptyDirs with it.
+	LastOfUID bool
+	// HostIP is the node's address (status.hostIP).
+	HostIP string
+}
+
+func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, opts ExecOptions) (*pb.Outcome, error) {
 	out := &pb.Outcome{}
 	switch in.Action {
 	case projector.ActionRunSandbox:
@@ -66,7 +74,7 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, l
 		out.ImageRef = ref
 		id, err := r.CreateContainer(ctx, pod, c, in.SandboxId, ContainerOptions{
 			RestartCount: int(in.Attempt), ImageRef: ref, Type: typ,
-			Fields: FieldValues{NodeName: pod.Spec.NodeName},
+			Fields: FieldValues{NodeName: pod.Spec.NodeName, HostIP: opts.HostIP},
 		})
 		if err != nil {
 			out.Reason = "CreateContainerError"
@@ -107,7 +115,7 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, l
 		if err := r.RemovePodSandbox(ctx, in.SandboxId); err != nil && !isNotFound(err) {
 			return out, err
 		}
-		if lastOfUID {
+		if opts.LastOfUID {
 			// containerd leaves the pod's cgroup parent behind; emptyDirs are ours.
 			if err := r.RemovePodCgroup(in.Uid); err != nil {
 				return out, fmt.Errorf("remove cgroup of pod %s: %w", in.Uid, err)

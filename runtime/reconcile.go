@@ -43,6 +43,8 @@ type Reconciler struct {
 	RelistPeriod time.Duration    // default 1s
 	Workers      int              // actions carried out at once, across pods; default 8
 	Now          func() time.Time // default time.Now
+	// HostIP is the node's address, for status.hostIP in env fieldRefs.
+	HostIP string
 }
 
 func (c *Reconciler) defaults() {
@@ -281,7 +283,7 @@ func (c *Reconciler) plan(ctx context.Context) error {
 
 func (c *Reconciler) carryOut(ctx context.Context, w work, intentSeq uint64) {
 	start := time.Now()
-	out := c.Runtime.Execute(ctx, w.spec, w.intent, w.lastOfUID)
+	out := c.Runtime.Execute(ctx, w.spec, w.intent, ExecOptions{LastOfUID: w.lastOfUID, HostIP: c.HostIP})
 	out.IntentSeq = intentSeq
 	// Record the outcome even while stopping; if this fails too, recovery
 	// at the next start reconciles the intent from the runtime.

@@ -40,6 +40,7 @@ type runFlags struct {
 	cgroupDriver       string
 	cgroupRoot         string
 	relistPeriod       time.Duration
+	nodeIP             string
 	snapshotEvery      uint64
 	retentionAge       time.Duration
 	retentionBytes     int64
@@ -71,6 +72,7 @@ func newRunCmd() *cobra.Command {
 	fl.StringVar(&f.cgroupDriver, "cgroup-driver", "cgroupfs", "cgroupfs or systemd; must match the runtime's")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", "/ledgerlet", "parent cgroup of every pod's cgroup")
 	fl.DurationVar(&f.relistPeriod, "relist-period", time.Second, "how often to re-list the container runtime")
+	fl.StringVar(&f.nodeIP, "node-ip", "", "the node's IP address, for status.hostIP (default: the first global unicast address found)")
 	fl.Uint64Var(&f.snapshotEvery, "snapshot-every", 10000, "store a snapshot of projected state every N events")
 	fl.DurationVar(&f.retentionAge, "retention-age", 45*24*time.Hour, "drop events older than this (0: keep all)")
 	fl.Int64Var(&f.retentionBytes, "retention-bytes", 1<<30, "drop the oldest events beyond this many bytes of event data (0: no limit)")
@@ -91,6 +93,9 @@ func (f *runFlags) validate() error {
 				return usagef("--manifest-url-header %q: want Key:Value", h)
 			}
 		}
+	}
+	if f.nodeIP != "" && net.ParseIP(f.nodeIP) == nil {
+		return usagef("--node-ip %q: not an IP address", f.nodeIP)
 	}
 	if f.fileCheckFrequency <= 0 || f.httpCheckFrequency <= 0 {
 		return usagef("--file-check-frequency and --http-check-frequency must be positive")
@@ -214,7 +219,7 @@ func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) (err error) {
 	}
 	defer rt.Close()
 	rec2 := &runtime.Reconciler{Runtime: rt, Endpoint: f.runtimeEndpoint, Log: rec, Projection: proj,
-		Logger: logger.With("component", "reconciler"), RelistPeriod: f.relistPeriod}
+		Logger: logger.With("component", "reconciler"), RelistPeriod: f.relistPeriod, HostIP: f.hostIP()}
 	actor("reconciler", rec2.Run)
 
 	logger.Info("ledgerlet running", "node", node, "data-dir", f.dataDir, "seq", log.LastSeq())
@@ -342,4 +347,29 @@ func (r *retention) once(ctx context.Context, now time.Time) error {
 	}
 	r.logger.Info("log compacted", "first-seq", cut)
 	return nil
+}
+
+// hostIP is --node-ip, or the first global unicast IPv4 address of an
+// interface that is up and not a container bridge or veth.
+func (f *runFlags) hostIP() string {
+	if f.nodeIP != "" {
+		return f.nodeIP
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 ||
+			strings.HasPrefix(ifc.Name, "veth") || strings.HasPrefix(ifc.Name, "cni") || strings.HasPrefix(ifc.Name, "llbr") {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return ""
 }

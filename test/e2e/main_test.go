@@ -276,17 +276,6 @@ func (a *agent) events(name, typ string) []map[string]any {
 	return evs
 }
 
-// rt is a CRI client of the test's own, to check the runtime directly.
-func rt(t *testing.T) *runtime.Runtime {
-	t.Helper()
-	r, err := runtime.New(runtime.Config{Endpoint: endpoint})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
-
 // runtimePods lists what the runtime holds for this agent's node.
 func (a *agent) runtimePods() []runtime.ObservedPod {
 	r, err := runtime.New(runtime.Config{Endpoint: endpoint, ManagedBy: a.node})
