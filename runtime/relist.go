@@ -53,7 +53,15 @@ func observations(ctx context.Context, st statuser, s *projector.State, l listin
 		if p := s.Pods[key]; p != nil {
 			known = p.Sandboxes[sb.ID]
 		}
-		if known != nil && known.State == string(sb.State) && !adopt {
+		if known != nil && known.State == string(sb.State) {
+			if adopt {
+				// The ledger already knows it as it is: adopt without asking
+				// the runtime for details it has not changed.
+				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.SandboxObserved{
+					Uid: known.UID, SandboxId: sb.ID, Attempt: sb.Attempt, State: known.State, Ip: known.IP,
+					CreatedUnixNano: known.CreatedAt, Adopted: true,
+				}})
+			}
 			continue
 		}
 		full, err := st.SandboxStatus(ctx, sb.ID)
@@ -78,7 +86,14 @@ func observations(ctx context.Context, st statuser, s *projector.State, l listin
 		if p := s.Pods[key]; p != nil {
 			known = p.Containers[c.ID]
 		}
-		if known != nil && known.State == string(c.State) && !adopt {
+		if known != nil && known.State == string(c.State) {
+			if adopt {
+				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.ContainerObserved{
+					Uid: known.UID, SandboxId: known.SandboxID, Container: known.Name, ContainerId: c.ID,
+					Attempt: known.Attempt, State: known.State, ExitCode: known.ExitCode, Reason: known.Reason,
+					StartedUnixNano: known.StartedAt, FinishedUnixNano: known.FinishedAt, Adopted: true, Init: known.Init,
+				}})
+			}
 			continue
 		}
 		full, err := st.ContainerStatus(ctx, c.ID)
