@@ -11,6 +11,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // Append assigns seqs and times to evs and returns their seqs once the batch
@@ -71,13 +73,11 @@ type pendingEvent struct {
 }
 
 func prepare(ev Event) (pendingEvent, error) {
-	pod := ev.Pod
-	ev.Time, ev.Pod = time.Time{}, ""
-	rec, err := Encode(ev)
+	rec, err := encodePayload(ev)
 	if err != nil {
 		return pendingEvent{}, err
 	}
-	p := pendingEvent{packed: hexpack(make([]byte, 0, len(rec)), rec), pod: pod, blobs: ev.Blobs}
+	p := pendingEvent{packed: hexpack(make([]byte, 0, len(rec)), rec), pod: ev.Pod, blobs: ev.Blobs}
 	if len(ev.Blobs) > 0 {
 		p.hashes = make([]string, len(ev.Blobs))
 		for i, b := range ev.Blobs {
@@ -86,6 +86,27 @@ func prepare(ev Event) (pendingEvent, error) {
 		}
 	}
 	return p, nil
+}
+
+// encodePayload returns Encode(ev) with ev.Pod and ev.Time cleared: a
+// Record holding only the payload field, i.e. that field's tag, length and
+// the payload's deterministic encoding. Building those bytes directly skips
+// the reflective oneof assignment of toRecord, the costliest part of Encode.
+func encodePayload(ev Event) ([]byte, error) {
+	if ev.Data == nil {
+		return nil, fmt.Errorf("encode event: no payload")
+	}
+	name := ev.Data.ProtoReflect().Descriptor().FullName()
+	fd, ok := payloadFields[name]
+	if !ok {
+		return nil, fmt.Errorf("encode event: %s is not an event payload", name)
+	}
+	opts := proto.MarshalOptions{Deterministic: true}
+	n := opts.Size(ev.Data)
+	b := protowire.AppendTag(make([]byte, 0, n+8), fd.Number(), protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	opts.UseCachedSize = true
+	return opts.MarshalAppend(b, ev.Data)
 }
 
 // request is one unit of work for the writer: a batch of events from one
@@ -122,6 +143,8 @@ type writer struct {
 	dataBytes   uint64
 	pods        map[string]uint32
 	podTails    map[uint32]podTail
+	pend        pendingIndex // derived data not yet written (derived.go)
+	zero        zeroer       // file space written ahead (prealloc.go)
 	batch       []*request
 
 	// Adaptive group commit (see gather).
@@ -147,6 +170,7 @@ func newWriter(l *Log, st loaded) *writer {
 		dataBytes: st.dataBytes,
 		pods:      st.pods,
 		podTails:  make(map[uint32]podTail),
+		pend:      st.pend,
 	}
 	w.wake = make(chan struct{}, 1)
 	return w
@@ -189,12 +213,18 @@ func (w *writer) state() (reqs, events int, stopping bool) {
 
 func (w *writer) run() {
 	defer close(w.exited)
+	defer w.zero.close()
 	w.timer = time.NewTimer(time.Hour)
 	w.timer.Stop()
 	for {
 		reqs, _, stopping := w.state()
 		if reqs == 0 {
 			if stopping {
+				// Write the derived data out so the next Open has no tail
+				// to scan; if this fails, Open rebuilds it anyway.
+				if err := w.flushOnly(); err != nil {
+					w.l.logger.Error("event log index flush failed", "path", w.l.path, "err", err)
+				}
 				return
 			}
 			<-w.wake
@@ -212,6 +242,7 @@ func (w *writer) run() {
 			w.runJob(w.batch[0])
 		} else {
 			w.commitEvents(w.batch)
+			w.zeroAhead()
 			// Callers of this batch plus those who queued meanwhile are
 			// how many will want the next commit.
 			w.concurrency = len(w.batch) + waiting
@@ -275,8 +306,21 @@ func (w *writer) take(dst []*request) []*request {
 }
 
 func (w *writer) runJob(r *request) {
-	err := w.l.db.Update(r.job)
+	// Jobs see complete derived data (compaction edits the indexes).
+	flushed := false
+	err := w.l.db.Update(func(tx *bolt.Tx) error {
+		if w.pend.events > 0 || w.pend.commits > 0 {
+			if err := w.flushIndex(tx, nil, nil, w.last, w.dataBytes); err != nil {
+				return err
+			}
+			flushed = true
+		}
+		return r.job(tx)
+	})
 	r.err = err
+	if err == nil && flushed {
+		w.pend.reset()
+	}
 	if err == nil && r.onCommit != nil {
 		r.onCommit()
 	}
@@ -328,15 +372,14 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 	}()
 	events := tx.Bucket(bucketEvents)
 	events.FillPercent = 1.0 // keys only ever grow: pack pages full
-	timeIdx := tx.Bucket(bucketTime)
-	timeIdx.FillPercent = 1.0
 	blobs := tx.Bucket(bucketBlobs)
 
-	size := 0
+	size, n := 0, 0
 	for _, r := range batch {
 		for _, p := range r.recs {
 			size += 8 + 1 + 5 + binary.MaxVarintLen64 + len(p.packed)
 		}
+		n += len(r.recs)
 	}
 	// bbolt keeps references to keys and values until commit, so each gets
 	// its own bytes; one arena per batch avoids an allocation per event.
@@ -345,7 +388,6 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 	seq := w.last
 	dataBytes := w.dataBytes
 	podSeqs := make(map[uint32][]uint64)
-	var podOrder []uint32
 
 	for _, r := range batch {
 		r.first = seq + 1
@@ -356,9 +398,6 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 				var err error
 				if podID, err = w.podID(tx, p.pod, newPods); err != nil {
 					return err
-				}
-				if _, ok := podSeqs[podID]; !ok {
-					podOrder = append(podOrder, podID)
 				}
 				podSeqs[podID] = append(podSeqs[podID], seq)
 			}
@@ -383,25 +422,25 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 			}
 		}
 	}
-	for _, id := range podOrder {
-		if err := w.indexPod(tx, id, podSeqs[id]); err != nil {
+	// The pod and time indexes and the data size are written only every
+	// so often (see derived.go); most commits touch the events bucket only.
+	te := timeEntry{t: t, first: firstSeq}
+	flush := w.pend.due(n)
+	if flush {
+		if err := w.flushIndex(tx, podSeqs, &te, seq, dataBytes); err != nil {
 			return err
 		}
-	}
-	var tk [16]byte
-	binary.BigEndian.PutUint64(tk[:8], uint64(t))
-	binary.BigEndian.PutUint64(tk[8:], firstSeq)
-	if err := timeIdx.Put(tk[:], nil); err != nil {
-		return fmt.Errorf("put time index: %w", err)
-	}
-	if err := tx.Bucket(bucketMeta).Put(keyDataBytes, u64(dataBytes)); err != nil {
-		return fmt.Errorf("put data size: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	w.last = seq
 	w.dataBytes = dataBytes
+	if flush {
+		w.pend.reset()
+	} else {
+		w.pend.add(podSeqs, te, n)
+	}
 	return nil
 }
 

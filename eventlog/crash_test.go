@@ -183,11 +183,15 @@ func TestCrashLosesNoAcknowledgedAppend(t *testing.T) {
 			maxAcked = max(maxAcked, s)
 		}
 		want := l.FirstSeq()
+		byPod := make(map[string][]uint64)
 		err = l.Read(context.Background(), 0, 0, func(e eventlog.Event) error {
 			if e.Seq != want {
 				return fmt.Errorf("gap: seq %d where %d expected", e.Seq, want)
 			}
 			want++
+			if e.Pod != "" {
+				byPod[e.Pod] = append(byPod[e.Pod], e.Seq)
+			}
 			return nil
 		})
 		if err == nil && want != last+1 {
@@ -195,6 +199,17 @@ func TestCrashLosesNoAcknowledgedAppend(t *testing.T) {
 		}
 		if err != nil {
 			t.Fatalf("iteration %d: %v", it, err)
+		}
+		// The pod index is partly rebuilt at Open (its newest part is
+		// written lazily): it must match the events.
+		for pod, seqs := range byPod {
+			var got []uint64
+			if err := l.ReadPod(context.Background(), pod, 0, 0, func(e eventlog.Event) error { got = append(got, e.Seq); return nil }); err != nil {
+				t.Fatalf("iteration %d: read pod %s: %v", it, pod, err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(seqs) {
+				t.Fatalf("iteration %d: pod index of %s has %d seqs, events have %d", it, pod, len(got), len(seqs))
+			}
 		}
 		seqs, err := l.Append(context.Background(), eventlogtest.NewMix(1).Next())
 		if err != nil || seqs[0] != last+1 {

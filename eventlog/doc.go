@@ -12,7 +12,8 @@
 // # On disk (schema version 1)
 //
 //   - meta: "magic" = "ledgerlet", "schema" = uint32, "first" = first retained
-//     seq, "databytes" = bytes of event keys and values.
+//     seq, "indexed" = last seq covered by the time and pod indexes and by
+//     "databytes" = bytes of event keys and values up to "indexed".
 //   - events: seq (8 bytes big-endian, gapless from "first") → the event
 //     (see codec.go: pod id, time, and the Record encoding with lowercase hex
 //     runs packed). Pages are filled completely since keys only grow.
@@ -22,6 +23,12 @@
 //     of the pod's following seqs (blocks of a few hundred seqs).
 //   - blobs: sha256 hex → bytes, written in the commit of their event.
 //   - snapshots: seq(8) → opaque state; the newest three are kept.
+//
+// The time and pod indexes and "databytes" are derived from the events and
+// written only every few dozen commits (derived.go): most commits touch the
+// events bucket alone. Readers scan the few events after "indexed"; Open
+// rebuilds the writer's pending index entries from them, so a crash loses
+// nothing. bbolt's freelist is stored in the file, so Open does not walk it.
 //
 // Only one goroutine writes: Append calls queue their events and the writer
 // commits everything queued in one transaction, waiting briefly for

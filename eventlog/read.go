@@ -134,31 +134,31 @@ func (l *Log) readPodRange(tx *bolt.Tx, pod string, from, to uint64, buf []Event
 	var scratch []byte
 	var evKey [8]byte
 	var derr error
-	for ; k != nil && bytes.HasPrefix(k, idv) && len(k) == 12; k, v = c.Next() {
-		seq := binary.BigEndian.Uint64(k[4:])
-		done := false
-		visit := func(seq uint64) bool {
-			if seq > to || len(buf) == cap(buf) {
-				done = true
-				return false
-			}
-			if seq < from {
-				return true
-			}
-			binary.BigEndian.PutUint64(evKey[:], seq)
-			ev := events.Get(evKey[:])
-			if ev == nil {
-				return true // compacted away
-			}
-			e, err := decodeValue(seq, ev, l.podName, &scratch)
-			if err != nil {
-				derr = err
-				return false
-			}
-			buf = append(buf, e)
-			next = seq + 1
+	done := false
+	visit := func(seq uint64) bool {
+		if seq > to || len(buf) == cap(buf) {
+			done = true
+			return false
+		}
+		if seq < from {
 			return true
 		}
+		binary.BigEndian.PutUint64(evKey[:], seq)
+		ev := events.Get(evKey[:])
+		if ev == nil {
+			return true // compacted away
+		}
+		e, err := decodeValue(seq, ev, l.podName, &scratch)
+		if err != nil {
+			derr = err
+			return false
+		}
+		buf = append(buf, e)
+		next = seq + 1
+		return true
+	}
+	for ; k != nil && bytes.HasPrefix(k, idv) && len(k) == 12; k, v = c.Next() {
+		seq := binary.BigEndian.Uint64(k[4:])
 		if !visit(seq) {
 			break
 		}
@@ -171,6 +171,36 @@ func (l *Log) readPodRange(tx *bolt.Tx, pod string, from, to uint64, buf []Event
 	}
 	if derr != nil {
 		return buf, next, derr
+	}
+	if done {
+		return buf, next, nil
+	}
+	// The unindexed tail (see derived.go): scan it for the pod's events.
+	tailFrom, ok := unindexedFrom(tx)
+	if !ok {
+		return buf, next, nil
+	}
+	id := binary.BigEndian.Uint32(idv)
+	binary.BigEndian.PutUint64(evKey[:], max(from, tailFrom))
+	ec := events.Cursor()
+	for k, v := ec.Seek(evKey[:]); k != nil; k, v = ec.Next() {
+		seq := binary.BigEndian.Uint64(k)
+		if seq > to || len(buf) == cap(buf) {
+			break
+		}
+		podID, name, _, err := valueHeader(seq, v)
+		if err != nil {
+			return buf, next, err
+		}
+		if podID != id && (name == "" || name != pod) {
+			continue
+		}
+		e, err := decodeValue(seq, v, l.podName, &scratch)
+		if err != nil {
+			return buf, next, err
+		}
+		buf = append(buf, e)
+		next = seq + 1
 	}
 	return buf, next, nil
 }
@@ -187,10 +217,29 @@ func (l *Log) SeqAt(t time.Time) (uint64, error) {
 		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); k != nil {
 			seq = binary.BigEndian.Uint64(k) + 1
 		}
+		want := max(t.UnixNano(), 0)
 		var key [16]byte
-		binary.BigEndian.PutUint64(key[:8], uint64(max(t.UnixNano(), 0)))
+		binary.BigEndian.PutUint64(key[:8], uint64(want))
 		if k, _ := tx.Bucket(bucketTime).Cursor().Seek(key[:]); len(k) == 16 {
 			seq = max(binary.BigEndian.Uint64(k[8:]), first)
+			return nil
+		}
+		// Not among the indexed commits: look in the unindexed tail.
+		tailFrom, ok := unindexedFrom(tx)
+		if !ok {
+			return nil
+		}
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(u64(max(tailFrom, first))); k != nil; k, v = c.Next() {
+			s := binary.BigEndian.Uint64(k)
+			_, _, et, err := valueHeader(s, v)
+			if err != nil {
+				return err
+			}
+			if et >= want {
+				seq = s
+				return nil
+			}
 		}
 		return nil
 	})

@@ -30,7 +30,7 @@ func (l *Log) RetentionCut(r Retention, now time.Time) (uint64, error) {
 	}
 	if r.MaxBytes > 0 {
 		err := l.view(func(tx *bolt.Tx) error {
-			remaining := int64(binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keyDataBytes)))
+			remaining := int64(dataBytes(tx))
 			c := tx.Bucket(bucketEvents).Cursor()
 			for k, v := c.First(); k != nil && remaining > r.MaxBytes; k, v = c.Next() {
 				remaining -= int64(len(k) + len(v))

@@ -212,7 +212,7 @@ func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) (err error) {
 	}
 	rt, err := runtime.New(runtime.Config{
 		Endpoint: f.runtimeEndpoint, LogRoot: f.podLogsDir, DataDir: f.dataDir,
-		CgroupRoot: f.cgroupRoot, CgroupDriver: f.cgroupDriver, ManagedBy: node, Logger: logger.With("component", "runtime"),
+		CgroupRoot: f.cgroupRoot, CgroupDriver: f.cgroupDriver, ManagedBy: node, Logger: logger,
 	})
 	if err != nil {
 		return usagef("--container-runtime-endpoint: %v", err)

@@ -1,0 +1,4 @@
+package eventlog
+
+// EncodePayload exposes the writer's fast record encoding to external tests.
+var EncodePayload = encodePayload
