@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 )
@@ -85,8 +87,36 @@ func toRecord(e Event) (*eventpb.Record, error) {
 	return rec, nil
 }
 
+// payloadTypes maps a Record field number to its payload message type.
+var payloadTypes = func() map[protowire.Number]protoreflect.MessageType {
+	m := make(map[protowire.Number]protoreflect.MessageType)
+	fields := payloadOneof.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		mt, err := protoregistry.GlobalTypes.FindMessageByName(fd.Message().FullName())
+		if err == nil {
+			m[fd.Number()] = mt
+		}
+	}
+	return m
+}()
+
 // Decode is the inverse of Encode.
 func Decode(seq uint64, b []byte) (Event, error) {
+	// Fast path: a record holding only its payload (how the log stores
+	// them, pod and time kept beside it) decodes straight into the payload
+	// message, without the Record and its oneof wrapper.
+	if num, typ, n := protowire.ConsumeTag(b); n > 0 && typ == protowire.BytesType {
+		if mt, ok := payloadTypes[num]; ok {
+			if v, m := protowire.ConsumeBytes(b[n:]); m > 0 && n+m == len(b) {
+				msg := mt.New().Interface()
+				if err := proto.Unmarshal(v, msg); err != nil {
+					return Event{}, fmt.Errorf("decode event %d: %w", seq, err)
+				}
+				return Event{Seq: seq, Time: time.Unix(0, 0).UTC(), Data: msg}, nil
+			}
+		}
+	}
 	var rec eventpb.Record
 	if err := proto.Unmarshal(b, &rec); err != nil {
 		return Event{}, fmt.Errorf("decode event %d: %w", seq, err)

@@ -21,6 +21,9 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func(Event) error) e
 	if to == 0 {
 		to = l.LastSeq()
 	}
+	if to >= from && to-from+1 >= parallelReadMin {
+		return l.readParallel(ctx, from, to, fn)
+	}
 	buf := make([]Event, 0, readChunk)
 	for from <= to {
 		if err := checkCtx(ctx); err != nil {

@@ -125,3 +125,23 @@ func BenchmarkFold1M(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/fold")
 }
+
+// BenchmarkRead1M reads and decodes 1M events without folding them: the log's
+// share of a replay.
+func BenchmarkRead1M(b *testing.B) {
+	path := fixture(b, benchEvents, 0)
+	l, err := eventlog.Open(path, eventlog.Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := 0
+		if err := l.Read(ctx, 1, 0, func(eventlog.Event) error { n++; return nil }); err != nil || n != benchEvents {
+			b.Fatalf("read %d: %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/read")
+}
