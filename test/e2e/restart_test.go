@@ -195,3 +195,27 @@ func TestAgentSurvivesContainerdRestart(t *testing.T) {
 	a.writeManifest("late.yaml", sleeper("late"))
 	a.waitRunning("late", 60*time.Second)
 }
+
+// TestBackoffSurvivesAgentRestart: the crash-loop back-off is a projection of
+// the log, so killing the agent in the middle of a back-off does not reset
+// it (the kubelet forgets it and restarts at once).
+func TestBackoffSurvivesAgentRestart(t *testing.T) {
+	a := newAgent(t)
+	a.start()
+	a.writeManifest("crash.yaml", shPod("crash", "Always", "exit 3"))
+	a.waitFor("two starts", 60*time.Second, func() bool { return len(a.startTimes("crash")) >= 2 })
+	// Wait for the second exit: the back-off is now 20 s.
+	a.waitFor("the second exit", 30*time.Second, func() bool {
+		p := a.pod("crash")
+		return p != nil && p.Restarts >= 1 && p.Status == "CrashLoopBackOff"
+	})
+	exits := a.events("crash", "ContainerObserved")
+	secondExit := eventTime(exits[len(exits)-1])
+	a.kill9()
+	a.start()
+	a.waitFor("the third start", 60*time.Second, func() bool { return len(a.startTimes("crash")) >= 3 })
+	third := a.startTimes("crash")[2]
+	if gap := third.Sub(secondExit); gap < 19*time.Second {
+		t.Fatalf("third start %s after the second exit, across an agent restart; want the 20 s back-off kept", gap)
+	}
+}
