@@ -84,6 +84,21 @@ func (w *world) do(in *pb.Intent) *pb.Outcome {
 	return out
 }
 
+// settle carries out every planned action until the planner has nothing
+// more to do, and returns them as "Action/uid".
+func (w *world) settle() []string {
+	var got []string
+	for i := 0; i < 20; i++ {
+		in, _ := w.plan()
+		if in == nil {
+			break
+		}
+		got = append(got, in.Action+"/"+in.Uid)
+		w.do(in)
+	}
+	return got
+}
+
 func (w *world) mustPlan(action, container string) *pb.Intent {
 	w.t.Helper()
 	in, _ := w.plan()
@@ -191,16 +206,8 @@ func TestRemovedPodIsTornDownInOrder(t *testing.T) {
 	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
 	w.do(w.mustPlan(projector.ActionStartContainer, "a"))
 	w.apply(pk, &pb.ManifestRemoved{Source: "file", Path: "/m/web.yaml", Uid: "u1"})
-	var got []string
-	for i := 0; i < 10; i++ {
-		in, _ := w.plan()
-		if in == nil {
-			break
-		}
-		got = append(got, in.Action)
-		w.do(in)
-	}
-	if want := "StopContainer RemoveContainer StopSandbox RemoveSandbox"; strings.Join(got, " ") != want {
+	got := w.settle()
+	if want := "StopContainer/u1 RemoveContainer/u1 StopSandbox/u1 RemoveSandbox/u1"; strings.Join(got, " ") != want {
 		t.Fatalf("got %v, want %s", got, want)
 	}
 	if _, ok := w.s.Pods[pk]; ok {
@@ -396,16 +403,8 @@ func TestPinnedUIDEditReplacesThePod(t *testing.T) {
 	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
 	w.do(w.mustPlan(projector.ActionStartContainer, "a"))
 	w.apply(pk, &pb.ManifestChanged{Source: "file", Path: "/m/web.yaml", ContentHash: "h-new", Uid: "pinned", ConfigHash: "pinned", PodJson: podSpec("Always", nil, "a"), PreviousUid: "pinned"})
-	var got []string
-	for i := 0; i < 10; i++ {
-		in, _ := w.plan()
-		if in == nil {
-			break
-		}
-		got = append(got, in.Action)
-		w.do(in)
-	}
-	if want := "StopContainer RemoveContainer StopSandbox RemoveSandbox RunSandbox StartContainer"; strings.Join(got, " ") != want {
+	got := w.settle()
+	if want := "StopContainer/pinned RemoveContainer/pinned StopSandbox/pinned RemoveSandbox/pinned RunSandbox/pinned StartContainer/pinned"; strings.Join(got, " ") != want {
 		t.Fatalf("got %v, want %s", got, want)
 	}
 }

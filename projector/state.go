@@ -261,48 +261,26 @@ func (s *State) normalize() {
 	if s.Pending == nil {
 		s.Pending = map[uint64]*PendingIntent{}
 	}
-	for k, v := range s.Sources {
-		if v == nil {
-			delete(s.Sources, k)
-		}
-	}
-	for k, v := range s.Manifests {
-		if v == nil {
-			delete(s.Manifests, k)
-		}
-	}
-	for k, v := range s.Pending {
-		if v == nil {
-			delete(s.Pending, k)
-		}
-	}
+	dropNil(s.Sources)
+	dropNil(s.Manifests)
+	dropNil(s.Pending)
+	dropNil(s.Pods)
 	for k, p := range s.Pods {
-		if p == nil {
-			delete(s.Pods, k)
-			continue
-		}
 		// The key is the identity; the fields must agree with it.
 		p.Namespace, p.Name, _ = strings.Cut(k, "/")
 		p.decoded = decodeSpec(p.Spec)
-		for n, b := range p.Backoff {
-			if b == nil {
-				delete(p.Backoff, n)
-			}
-		}
-		for n, f := range p.Failures {
-			if f == nil {
-				delete(p.Failures, n)
-			}
-		}
-		for id, sb := range p.Sandboxes {
-			if sb == nil {
-				delete(p.Sandboxes, id)
-			}
-		}
-		for id, c := range p.Containers {
-			if c == nil {
-				delete(p.Containers, id)
-			}
+		dropNil(p.Backoff)
+		dropNil(p.Failures)
+		dropNil(p.Sandboxes)
+		dropNil(p.Containers)
+	}
+}
+
+// dropNil deletes the entries of m that decoded as null.
+func dropNil[K comparable, V any](m map[K]*V) {
+	for k, v := range m {
+		if v == nil {
+			delete(m, k)
 		}
 	}
 }
