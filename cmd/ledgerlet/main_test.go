@@ -466,3 +466,30 @@ func TestRestartOverUnchangedManifestsAppendsNoManifestEvents(t *testing.T) {
 		t.Fatalf("restart appended %d manifest events", after-before)
 	}
 }
+
+// TestEventsFollowStreamsNewEvents: --follow prints what is already there,
+// then each new event as it is appended, until interrupted.
+func TestEventsFollowStreamsNewEvents(t *testing.T) {
+	dir := t.TempDir()
+	a := startAgent(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- execute(ctx, []string{"events", "--follow", "-o", "json", "--data-dir", dir}, out, &bytes.Buffer{})
+	}()
+	waitFor(t, "the existing events", func() bool { return strings.Contains(out.String(), `"AgentStarted"`) })
+	if err := os.WriteFile(filepath.Join(a.manifests, "web.yaml"), []byte(webManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new manifest event to stream", func() bool { return strings.Contains(out.String(), `"ManifestAdded"`) })
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("events --follow exited %d after an interrupt", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("events --follow did not stop when interrupted")
+	}
+}
