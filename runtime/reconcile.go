@@ -69,13 +69,13 @@ func (c *Reconciler) Run(ctx context.Context) error {
 	c.defaults()
 	// Intents left pending by an earlier run of the agent: resolved from the
 	// first relist, before anything is planned.
-	var dangling []uint64
+	var dangling []danglingIntent
 	c.Projection.Read(func(s *projector.State) {
-		for seq := range s.Pending {
-			dangling = append(dangling, seq)
+		for seq, in := range s.Pending {
+			dangling = append(dangling, danglingIntent{seq: seq, pod: in.Pod})
 		}
 	})
-	sort.Slice(dangling, func(i, j int) bool { return dangling[i] < dangling[j] })
+	sort.Slice(dangling, func(i, j int) bool { return dangling[i].seq < dangling[j].seq })
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -98,7 +98,13 @@ func (c *Reconciler) Run(ctx context.Context) error {
 
 // observe relists every RelistPeriod and records changes; it also records
 // losing and regaining the runtime, with back-off between attempts.
-func (c *Reconciler) observe(ctx context.Context, dangling []uint64) error {
+// danglingIntent is an intent an earlier run recorded without its outcome.
+type danglingIntent struct {
+	seq uint64
+	pod string
+}
+
+func (c *Reconciler) observe(ctx context.Context, dangling []danglingIntent) error {
 	connected, adopt := false, true
 	backoff := c.RelistPeriod
 	timer := time.NewTimer(0)
@@ -123,9 +129,9 @@ func (c *Reconciler) observe(ctx context.Context, dangling []uint64) error {
 			if err != nil {
 				return err
 			}
-			c.Projection.Read(func(s *projector.State) {
-				evs, err = observations(ctx, c.Runtime, s, l, adopt)
-			})
+			var known map[string]knownPod
+			c.Projection.Read(func(s *projector.State) { known = knownObjects(s) })
+			evs, err = observations(ctx, c.Runtime, known, l, adopt)
 			return err
 		}()
 		if err != nil {
@@ -150,9 +156,9 @@ func (c *Reconciler) observe(ctx context.Context, dangling []uint64) error {
 			// The picture of the runtime lands before the connection does, so
 			// nothing is planned on a half-known runtime.
 			evs = append(evs, connectedEvent(c.Endpoint, version))
-			for _, seq := range dangling {
-				evs = append(evs, eventlog.Event{Pod: c.pendingPod(seq), Data: &pb.Outcome{
-					IntentSeq: seq, Ok: false, Reason: projector.ReasonReconciled,
+			for _, d := range dangling {
+				evs = append(evs, eventlog.Event{Pod: d.pod, Data: &pb.Outcome{
+					IntentSeq: d.seq, Ok: false, Reason: projector.ReasonReconciled,
 					Error: "the agent stopped before the outcome was recorded; the runtime was re-listed instead",
 				}})
 			}
@@ -172,16 +178,6 @@ func (c *Reconciler) observe(ctx context.Context, dangling []uint64) error {
 		connected, adopt = true, false
 		timer.Reset(c.RelistPeriod)
 	}
-}
-
-func (c *Reconciler) pendingPod(seq uint64) string {
-	var pod string
-	c.Projection.Read(func(s *projector.State) {
-		if in := s.Pending[seq]; in != nil {
-			pod = in.Pod
-		}
-	})
-	return pod
 }
 
 // work is one decision with what its execution needs.

@@ -35,6 +35,30 @@ type statuser interface {
 	ContainerStatus(ctx context.Context, id string) (ObservedContainer, error)
 }
 
+// knownPod is what the projected state holds of one pod's runtime objects.
+type knownPod struct {
+	sandboxes  map[string]projector.Sandbox
+	containers map[string]projector.Container
+}
+
+// knownObjects copies, by pod key, the sandboxes and containers the state
+// holds. The relist compares against this copy so that it never calls the
+// runtime while holding the projection's lock (that would stall every fold).
+func knownObjects(s *projector.State) map[string]knownPod {
+	out := make(map[string]knownPod, len(s.Pods))
+	for key, p := range s.Pods {
+		k := knownPod{sandboxes: make(map[string]projector.Sandbox, len(p.Sandboxes)), containers: make(map[string]projector.Container, len(p.Containers))}
+		for id, sb := range p.Sandboxes {
+			k.sandboxes[id] = *sb
+		}
+		for id, c := range p.Containers {
+			k.containers[id] = *c
+		}
+		out[key] = k
+	}
+	return out
+}
+
 // observations compares a listing with the projected state and returns the
 // events that bring the state in line: only changes, unless adopt is set (the
 // first relist after the agent starts), when everything found is recorded as
@@ -43,17 +67,14 @@ type statuser interface {
 // Objects the state holds but the runtime no longer lists are recorded gone —
 // except those the state learned of after the listing began, which the list
 // could not have seen.
-func observations(ctx context.Context, st statuser, s *projector.State, l listing, adopt bool) ([]eventlog.Event, error) {
+func observations(ctx context.Context, st statuser, known map[string]knownPod, l listing, adopt bool) ([]eventlog.Event, error) {
 	var evs []eventlog.Event
 	listed := map[string]bool{}
 	for _, sb := range l.sandboxes {
 		listed[sb.ID] = true
 		key := sb.PodNamespace + "/" + sb.PodName
-		var known *projector.Sandbox
-		if p := s.Pods[key]; p != nil {
-			known = p.Sandboxes[sb.ID]
-		}
-		if known != nil && known.State == string(sb.State) {
+		known, ok := known[key].sandboxes[sb.ID]
+		if ok && known.State == string(sb.State) {
 			if adopt {
 				// The ledger already knows it as it is: adopt without asking
 				// the runtime for details it has not changed.
@@ -71,7 +92,7 @@ func observations(ctx context.Context, st statuser, s *projector.State, l listin
 			}
 			return nil, err
 		}
-		if known != nil && known.State == string(full.State) && known.IP == full.IP && !adopt {
+		if ok && known.State == string(full.State) && known.IP == full.IP && !adopt {
 			continue
 		}
 		evs = append(evs, eventlog.Event{Pod: key, Data: &pb.SandboxObserved{
@@ -82,11 +103,8 @@ func observations(ctx context.Context, st statuser, s *projector.State, l listin
 	for _, c := range l.containers {
 		listed[c.ID] = true
 		key := c.PodNamespace + "/" + c.PodName
-		var known *projector.Container
-		if p := s.Pods[key]; p != nil {
-			known = p.Containers[c.ID]
-		}
-		if known != nil && known.State == string(c.State) {
+		known, ok := known[key].containers[c.ID]
+		if ok && known.State == string(c.State) {
 			if adopt {
 				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.ContainerObserved{
 					Uid: known.UID, SandboxId: known.SandboxID, Container: known.Name, ContainerId: c.ID,
@@ -114,16 +132,16 @@ func observations(ctx context.Context, st statuser, s *projector.State, l listin
 		}})
 	}
 	since := l.started.UnixNano()
-	for _, key := range sortedKeys(s.Pods) {
-		p := s.Pods[key]
-		for _, id := range sortedKeys(p.Containers) {
-			c := p.Containers[id]
+	for _, key := range sortedKeys(known) {
+		p := known[key]
+		for _, id := range sortedKeys(p.containers) {
+			c := p.containers[id]
 			if !listed[id] && c.StartedAt < since {
 				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.ContainerGone{Uid: c.UID, ContainerId: id, Container: c.Name}})
 			}
 		}
-		for _, id := range sortedKeys(p.Sandboxes) {
-			sb := p.Sandboxes[id]
+		for _, id := range sortedKeys(p.sandboxes) {
+			sb := p.sandboxes[id]
 			if !listed[id] && sb.CreatedAt < since {
 				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.SandboxGone{Uid: sb.UID, SandboxId: id}})
 			}

@@ -83,7 +83,7 @@ func TestObservationsRecordOnlyChanges(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &fakeStatus{containers: tt.status}
-			evs, err := observations(context.Background(), st, known(), tt.listing, tt.adopt)
+			evs, err := observations(context.Background(), st, knownObjects(known()), tt.listing, tt.adopt)
 			if err != nil {
 				t.Fatal(err)
 			}
