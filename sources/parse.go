@@ -51,7 +51,7 @@ type Result struct {
 	Key          string  // "namespace/name", the name with the node suffix
 	UID          string
 	UIDAlgorithm string // UIDAlgorithm, or "" when metadata.uid was set
-	ConfigHash   string // kubernetes.io/config.hash (the UID, as in the kubelet)
+	ConfigHash   string // kubernetes.io/config.hash: the content-derived UID, also when metadata.uid is pinned
 	ContentHash  string // sha256 hex of Raw
 	Raw          []byte // the manifest bytes (for a PodList item: its canonical JSON)
 	PodJSON      []byte // canonical JSON of Pod
@@ -214,12 +214,16 @@ func parsePod(obj map[string]any, j, raw []byte, opts ParseOptions, where string
 	baseName := pod.Name
 	setDefaults(&pod)
 
+	// config.hash follows the content even when metadata.uid is pinned (the
+	// kubelet uses the UID there, so an edit of a pinned manifest never
+	// reaches its mirror pod): it is the UID the manifest would have unpinned.
+	configHash, err := uidV1(obj, node, opts.Source, opts.Path)
+	if err != nil {
+		return nil, manifestErr(where, "", err)
+	}
 	uid, alg := string(pod.UID), ""
 	if uid == "" {
-		if uid, err = uidV1(obj, node, opts.Source, opts.Path); err != nil {
-			return nil, manifestErr(where, "", err)
-		}
-		alg = UIDAlgorithm
+		uid, alg = configHash, UIDAlgorithm
 	}
 	// Identity, as the kubelet stamps it (pkg/kubelet/config/common.go).
 	pod.UID = types.UID(uid)
@@ -231,7 +235,7 @@ func parsePod(obj map[string]any, j, raw []byte, opts ParseOptions, where string
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	pod.Annotations[AnnotationConfigHash] = uid
+	pod.Annotations[AnnotationConfigHash] = configHash
 	pod.Annotations[AnnotationConfigSource] = opts.Source
 	if !opts.Seen.IsZero() {
 		pod.Annotations[AnnotationConfigSeen] = opts.Seen.UTC().Format(time.RFC3339Nano)
@@ -253,7 +257,7 @@ func parsePod(obj map[string]any, j, raw []byte, opts ParseOptions, where string
 		Key:          key,
 		UID:          uid,
 		UIDAlgorithm: alg,
-		ConfigHash:   uid,
+		ConfigHash:   configHash,
 		ContentHash:  hex.EncodeToString(sum[:]),
 		Raw:          raw,
 		PodJSON:      podJSON,

@@ -52,8 +52,13 @@ func TestTestdataManifestsParseUnchanged(t *testing.T) {
 				t.Errorf("warnings: %v", res.Warnings)
 			}
 			p := res.Pod
-			if string(p.UID) != res.UID || p.Annotations[AnnotationConfigHash] != res.UID || res.ConfigHash != res.UID {
-				t.Errorf("uid %q, config.hash %q, ConfigHash %q: want all equal", p.UID, p.Annotations[AnnotationConfigHash], res.ConfigHash)
+			if string(p.UID) != res.UID || p.Annotations[AnnotationConfigHash] != res.ConfigHash {
+				t.Errorf("uid %q / %q, config.hash %q / %q: want the stamped values", p.UID, res.UID, p.Annotations[AnnotationConfigHash], res.ConfigHash)
+			}
+			// Unpinned, the UID is the content hash (as in the kubelet);
+			// pinned, config.hash still follows the content.
+			if pinned := tc.uid != ""; pinned == (res.ConfigHash == res.UID) {
+				t.Errorf("pinned=%v: uid %q, config.hash %q", pinned, res.UID, res.ConfigHash)
 			}
 			if p.Annotations[AnnotationConfigSource] != "file" {
 				t.Errorf("config.source = %q", p.Annotations[AnnotationConfigSource])
@@ -484,5 +489,27 @@ func BenchmarkParseManifest(b *testing.B) {
 		if _, err := Parse(data, opts); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The kubelet uses a pinned UID as config.hash, so an edit of such a
+// manifest never reaches its mirror pod; ledgerlet's config.hash follows
+// the content.
+func TestPinnedUIDConfigHashFollowsContent(t *testing.T) {
+	parse := func(image string) *Result {
+		t.Helper()
+		data := []byte(`{"metadata":{"name":"p","uid":"6f1c2b0e-7d2a-4b8e-9c1a-3f5e2d7a9b10"},"spec":{"containers":[{"name":"c","image":"` + image + `"}]}}`)
+		res, err := Parse(data, ParseOptions{NodeName: "node-1", Source: SourceFile, Path: "/etc/kubernetes/manifests/p.json"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	a, b := parse("busybox:1.36"), parse("busybox:1.37")
+	if a.UID != b.UID {
+		t.Fatalf("pinned UID changed: %s -> %s", a.UID, b.UID)
+	}
+	if a.ConfigHash == b.ConfigHash {
+		t.Fatalf("config.hash %s did not follow the edit", a.ConfigHash)
 	}
 }

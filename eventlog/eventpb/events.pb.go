@@ -54,6 +54,9 @@ type Record struct {
 	//	*Record_Outcome
 	//	*Record_MirrorObserved
 	//	*Record_MirrorGone
+	//	*Record_ApiserverConnected
+	//	*Record_ApiserverDisconnected
+	//	*Record_MirrorsSynced
 	Payload       isRecord_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -290,6 +293,33 @@ func (x *Record) GetMirrorGone() *MirrorGone {
 	return nil
 }
 
+func (x *Record) GetApiserverConnected() *ApiserverConnected {
+	if x != nil {
+		if x, ok := x.Payload.(*Record_ApiserverConnected); ok {
+			return x.ApiserverConnected
+		}
+	}
+	return nil
+}
+
+func (x *Record) GetApiserverDisconnected() *ApiserverDisconnected {
+	if x != nil {
+		if x, ok := x.Payload.(*Record_ApiserverDisconnected); ok {
+			return x.ApiserverDisconnected
+		}
+	}
+	return nil
+}
+
+func (x *Record) GetMirrorsSynced() *MirrorsSynced {
+	if x != nil {
+		if x, ok := x.Payload.(*Record_MirrorsSynced); ok {
+			return x.MirrorsSynced
+		}
+	}
+	return nil
+}
+
 type isRecord_Payload interface {
 	isRecord_Payload()
 }
@@ -379,6 +409,18 @@ type Record_MirrorGone struct {
 	MirrorGone *MirrorGone `protobuf:"bytes,81,opt,name=mirror_gone,json=mirrorGone,proto3,oneof"`
 }
 
+type Record_ApiserverConnected struct {
+	ApiserverConnected *ApiserverConnected `protobuf:"bytes,82,opt,name=apiserver_connected,json=apiserverConnected,proto3,oneof"`
+}
+
+type Record_ApiserverDisconnected struct {
+	ApiserverDisconnected *ApiserverDisconnected `protobuf:"bytes,83,opt,name=apiserver_disconnected,json=apiserverDisconnected,proto3,oneof"`
+}
+
+type Record_MirrorsSynced struct {
+	MirrorsSynced *MirrorsSynced `protobuf:"bytes,84,opt,name=mirrors_synced,json=mirrorsSynced,proto3,oneof"`
+}
+
 func (*Record_AgentStarted) isRecord_Payload() {}
 
 func (*Record_AgentStopped) isRecord_Payload() {}
@@ -419,15 +461,28 @@ func (*Record_MirrorObserved) isRecord_Payload() {}
 
 func (*Record_MirrorGone) isRecord_Payload() {}
 
+func (*Record_ApiserverConnected) isRecord_Payload() {}
+
+func (*Record_ApiserverDisconnected) isRecord_Payload() {}
+
+func (*Record_MirrorsSynced) isRecord_Payload() {}
+
 // The agent process started and opened the log.
 type AgentStarted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	NodeName      string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
-	Flags         []string               `protobuf:"bytes,3,rep,name=flags,proto3" json:"flags,omitempty"`                                      // "--name=value", in command-line order
-	BootTimeUnix  int64                  `protobuf:"varint,4,opt,name=boot_time_unix,json=bootTimeUnix,proto3" json:"boot_time_unix,omitempty"` // host boot time, seconds
-	Pid           int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
-	BootId        string                 `protobuf:"bytes,6,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"` // /proc/sys/kernel/random/boot_id
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Version      string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	NodeName     string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	Flags        []string               `protobuf:"bytes,3,rep,name=flags,proto3" json:"flags,omitempty"`                                      // "--name=value", in command-line order
+	BootTimeUnix int64                  `protobuf:"varint,4,opt,name=boot_time_unix,json=bootTimeUnix,proto3" json:"boot_time_unix,omitempty"` // host boot time, seconds
+	Pid          int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	BootId       string                 `protobuf:"bytes,6,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"` // /proc/sys/kernel/random/boot_id
+	// The manifest sources configured in this run, as "<source> <location>"
+	// (e.g. "file /etc/kubernetes/manifests"): pods of any other source are no
+	// longer desired.
+	Sources []string `protobuf:"bytes,7,rep,name=sources,proto3" json:"sources,omitempty"`
+	NodeIp  string   `protobuf:"bytes,8,opt,name=node_ip,json=nodeIp,proto3" json:"node_ip,omitempty"` // the node's address (status.hostIP)
+	// A kubeconfig was given: mirror pods are kept in a kube-apiserver.
+	Apiserver     bool `protobuf:"varint,9,opt,name=apiserver,proto3" json:"apiserver,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -502,6 +557,27 @@ func (x *AgentStarted) GetBootId() string {
 		return x.BootId
 	}
 	return ""
+}
+
+func (x *AgentStarted) GetSources() []string {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *AgentStarted) GetNodeIp() string {
+	if x != nil {
+		return x.NodeIp
+	}
+	return ""
+}
+
+func (x *AgentStarted) GetApiserver() bool {
+	if x != nil {
+		return x.Apiserver
+	}
+	return false
 }
 
 // The agent stopped cleanly (a crash leaves no AgentStopped).
@@ -1568,9 +1644,11 @@ func (x *ContainerGone) GetContainer() string {
 }
 
 // An action the planner decided on, appended before the effect runs.
+// Actions belong to lanes (eventpb.Action.Lane): a pending intent blocks
+// only further actions of its own pod and lane.
 type Intent struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
-	Action             string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // see projector.Action* constants
+	Action             string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // an eventpb.Action (vocabulary.go)
 	Uid                string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
 	Container          string                 `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
 	Attempt            uint32                 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
@@ -1584,8 +1662,15 @@ type Intent struct {
 	// time plan_time: `replay verify` re-plans there and must get this intent.
 	PlanSeq          uint64 `protobuf:"varint,11,opt,name=plan_seq,json=planSeq,proto3" json:"plan_seq,omitempty"`
 	PlanTimeUnixNano int64  `protobuf:"varint,12,opt,name=plan_time_unix_nano,json=planTimeUnixNano,proto3" json:"plan_time_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// MirrorCreate: the config hash the mirror is created for.
+	ConfigHash string `protobuf:"bytes,13,opt,name=config_hash,json=configHash,proto3" json:"config_hash,omitempty"`
+	// MirrorStatus: the hash of the status the patch publishes.
+	StatusHash string `protobuf:"bytes,14,opt,name=status_hash,json=statusHash,proto3" json:"status_hash,omitempty"`
+	// RemoveSandbox: this is the last sandbox of a UID that is no longer
+	// desired, so the pod's cgroup and data (emptyDirs) go with it.
+	RemovePodData bool `protobuf:"varint,15,opt,name=remove_pod_data,json=removePodData,proto3" json:"remove_pod_data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Intent) Reset() {
@@ -1702,6 +1787,27 @@ func (x *Intent) GetPlanTimeUnixNano() int64 {
 	return 0
 }
 
+func (x *Intent) GetConfigHash() string {
+	if x != nil {
+		return x.ConfigHash
+	}
+	return ""
+}
+
+func (x *Intent) GetStatusHash() string {
+	if x != nil {
+		return x.StatusHash
+	}
+	return ""
+}
+
+func (x *Intent) GetRemovePodData() bool {
+	if x != nil {
+		return x.RemovePodData
+	}
+	return false
+}
+
 // The result of an intent's effect. `intent_seq` names the Intent event.
 type Outcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1811,11 +1917,12 @@ func (x *Outcome) GetReason() string {
 	return ""
 }
 
+// A mirror pod of this node, as the apiserver watch shows it (changes only).
 type MirrorObserved struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MirrorUid     string                 `protobuf:"bytes,1,opt,name=mirror_uid,json=mirrorUid,proto3" json:"mirror_uid,omitempty"`
 	ConfigMirror  string                 `protobuf:"bytes,2,opt,name=config_mirror,json=configMirror,proto3" json:"config_mirror,omitempty"` // kubernetes.io/config.mirror on the mirror
-	Deleting      bool                   `protobuf:"varint,3,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	Deleting      bool                   `protobuf:"varint,3,opt,name=deleting,proto3" json:"deleting,omitempty"`                            // deletionTimestamp is set
 	Phase         string                 `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1879,6 +1986,7 @@ func (x *MirrorObserved) GetPhase() string {
 	return ""
 }
 
+// The mirror pod is no longer in the apiserver.
 type MirrorGone struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MirrorUid     string                 `protobuf:"bytes,1,opt,name=mirror_uid,json=mirrorUid,proto3" json:"mirror_uid,omitempty"`
@@ -1923,11 +2031,172 @@ func (x *MirrorGone) GetMirrorUid() string {
 	return ""
 }
 
+// The agent reached the kube-apiserver as its node in this run: the Node is
+// registered and its UID known. Mirror actions may be planned from here on.
+type ApiserverConnected struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	NodeUid       string                 `protobuf:"bytes,2,opt,name=node_uid,json=nodeUid,proto3" json:"node_uid,omitempty"`
+	ServerVersion string                 `protobuf:"bytes,3,opt,name=server_version,json=serverVersion,proto3" json:"server_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiserverConnected) Reset() {
+	*x = ApiserverConnected{}
+	mi := &file_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiserverConnected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiserverConnected) ProtoMessage() {}
+
+func (x *ApiserverConnected) ProtoReflect() protoreflect.Message {
+	mi := &file_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiserverConnected.ProtoReflect.Descriptor instead.
+func (*ApiserverConnected) Descriptor() ([]byte, []int) {
+	return file_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ApiserverConnected) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *ApiserverConnected) GetNodeUid() string {
+	if x != nil {
+		return x.NodeUid
+	}
+	return ""
+}
+
+func (x *ApiserverConnected) GetServerVersion() string {
+	if x != nil {
+		return x.ServerVersion
+	}
+	return ""
+}
+
+// The apiserver stopped answering (or refused the node); mirror actions wait.
+type ApiserverDisconnected struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiserverDisconnected) Reset() {
+	*x = ApiserverDisconnected{}
+	mi := &file_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiserverDisconnected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiserverDisconnected) ProtoMessage() {}
+
+func (x *ApiserverDisconnected) ProtoReflect() protoreflect.Message {
+	mi := &file_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiserverDisconnected.ProtoReflect.Descriptor instead.
+func (*ApiserverDisconnected) Descriptor() ([]byte, []int) {
+	return file_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ApiserverDisconnected) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *ApiserverDisconnected) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// The watch of this node's pods listed them all in this connection: a mirror
+// it did not list is not there, so orphan mirrors may now be removed.
+type MirrorsSynced struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mirrors       uint32                 `protobuf:"varint,1,opt,name=mirrors,proto3" json:"mirrors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MirrorsSynced) Reset() {
+	*x = MirrorsSynced{}
+	mi := &file_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MirrorsSynced) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MirrorsSynced) ProtoMessage() {}
+
+func (x *MirrorsSynced) ProtoReflect() protoreflect.Message {
+	mi := &file_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MirrorsSynced.ProtoReflect.Descriptor instead.
+func (*MirrorsSynced) Descriptor() ([]byte, []int) {
+	return file_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *MirrorsSynced) GetMirrors() uint32 {
+	if x != nil {
+		return x.Mirrors
+	}
+	return 0
+}
+
 var File_events_proto protoreflect.FileDescriptor
 
 const file_events_proto_rawDesc = "" +
 	"\n" +
-	"\fevents.proto\x12\x13ledgerlet.events.v1\"\xe8\f\n" +
+	"\fevents.proto\x12\x13ledgerlet.events.v1\"\xf6\x0e\n" +
 	"\x06Record\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
 	"\x03pod\x18\x02 \x01(\tR\x03pod\x12H\n" +
@@ -1952,15 +2221,21 @@ const file_events_proto_rawDesc = "" +
 	"\aoutcome\x18= \x01(\v2\x1c.ledgerlet.events.v1.OutcomeH\x00R\aoutcome\x12N\n" +
 	"\x0fmirror_observed\x18P \x01(\v2#.ledgerlet.events.v1.MirrorObservedH\x00R\x0emirrorObserved\x12B\n" +
 	"\vmirror_gone\x18Q \x01(\v2\x1f.ledgerlet.events.v1.MirrorGoneH\x00R\n" +
-	"mirrorGoneB\t\n" +
-	"\apayload\"\xac\x01\n" +
+	"mirrorGone\x12Z\n" +
+	"\x13apiserver_connected\x18R \x01(\v2'.ledgerlet.events.v1.ApiserverConnectedH\x00R\x12apiserverConnected\x12c\n" +
+	"\x16apiserver_disconnected\x18S \x01(\v2*.ledgerlet.events.v1.ApiserverDisconnectedH\x00R\x15apiserverDisconnected\x12K\n" +
+	"\x0emirrors_synced\x18T \x01(\v2\".ledgerlet.events.v1.MirrorsSyncedH\x00R\rmirrorsSyncedB\t\n" +
+	"\apayload\"\xfd\x01\n" +
 	"\fAgentStarted\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x14\n" +
 	"\x05flags\x18\x03 \x03(\tR\x05flags\x12$\n" +
 	"\x0eboot_time_unix\x18\x04 \x01(\x03R\fbootTimeUnix\x12\x10\n" +
 	"\x03pid\x18\x05 \x01(\x03R\x03pid\x12\x17\n" +
-	"\aboot_id\x18\x06 \x01(\tR\x06bootId\"&\n" +
+	"\aboot_id\x18\x06 \x01(\tR\x06bootId\x12\x18\n" +
+	"\asources\x18\a \x03(\tR\asources\x12\x17\n" +
+	"\anode_ip\x18\b \x01(\tR\x06nodeIp\x12\x1c\n" +
+	"\tapiserver\x18\t \x01(\bR\tapiserver\"&\n" +
 	"\fAgentStopped\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\"\n" +
 	"\x0eSnapshotMarker\x12\x10\n" +
@@ -2046,7 +2321,7 @@ const file_events_proto_rawDesc = "" +
 	"\rContainerGone\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x1c\n" +
-	"\tcontainer\x18\x03 \x01(\tR\tcontainer\"\xf5\x02\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\"\xdf\x03\n" +
 	"\x06Intent\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1c\n" +
@@ -2062,7 +2337,12 @@ const file_events_proto_rawDesc = "" +
 	"mirror_uid\x18\n" +
 	" \x01(\tR\tmirrorUid\x12\x19\n" +
 	"\bplan_seq\x18\v \x01(\x04R\aplanSeq\x12-\n" +
-	"\x13plan_time_unix_nano\x18\f \x01(\x03R\x10planTimeUnixNano\"\xf4\x01\n" +
+	"\x13plan_time_unix_nano\x18\f \x01(\x03R\x10planTimeUnixNano\x12\x1f\n" +
+	"\vconfig_hash\x18\r \x01(\tR\n" +
+	"configHash\x12\x1f\n" +
+	"\vstatus_hash\x18\x0e \x01(\tR\n" +
+	"statusHash\x12&\n" +
+	"\x0fremove_pod_data\x18\x0f \x01(\bR\rremovePodData\"\xf4\x01\n" +
 	"\aOutcome\x12\x1d\n" +
 	"\n" +
 	"intent_seq\x18\x01 \x01(\x04R\tintentSeq\x12\x0e\n" +
@@ -2085,7 +2365,16 @@ const file_events_proto_rawDesc = "" +
 	"\n" +
 	"MirrorGone\x12\x1d\n" +
 	"\n" +
-	"mirror_uid\x18\x01 \x01(\tR\tmirrorUidB1Z/github.com/ledgerlet/ledgerlet/eventlog/eventpbb\x06proto3"
+	"mirror_uid\x18\x01 \x01(\tR\tmirrorUid\"j\n" +
+	"\x12ApiserverConnected\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x19\n" +
+	"\bnode_uid\x18\x02 \x01(\tR\anodeUid\x12%\n" +
+	"\x0eserver_version\x18\x03 \x01(\tR\rserverVersion\"C\n" +
+	"\x15ApiserverDisconnected\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\")\n" +
+	"\rMirrorsSynced\x12\x18\n" +
+	"\amirrors\x18\x01 \x01(\rR\amirrorsB1Z/github.com/ledgerlet/ledgerlet/eventlog/eventpbb\x06proto3"
 
 var (
 	file_events_proto_rawDescOnce sync.Once
@@ -2099,29 +2388,32 @@ func file_events_proto_rawDescGZIP() []byte {
 	return file_events_proto_rawDescData
 }
 
-var file_events_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_events_proto_goTypes = []any{
-	(*Record)(nil),              // 0: ledgerlet.events.v1.Record
-	(*AgentStarted)(nil),        // 1: ledgerlet.events.v1.AgentStarted
-	(*AgentStopped)(nil),        // 2: ledgerlet.events.v1.AgentStopped
-	(*SnapshotMarker)(nil),      // 3: ledgerlet.events.v1.SnapshotMarker
-	(*ManifestAdded)(nil),       // 4: ledgerlet.events.v1.ManifestAdded
-	(*ManifestChanged)(nil),     // 5: ledgerlet.events.v1.ManifestChanged
-	(*ManifestRemoved)(nil),     // 6: ledgerlet.events.v1.ManifestRemoved
-	(*ManifestRejected)(nil),    // 7: ledgerlet.events.v1.ManifestRejected
-	(*SourceSynced)(nil),        // 8: ledgerlet.events.v1.SourceSynced
-	(*SourceUnavailable)(nil),   // 9: ledgerlet.events.v1.SourceUnavailable
-	(*SourceAvailable)(nil),     // 10: ledgerlet.events.v1.SourceAvailable
-	(*RuntimeConnected)(nil),    // 11: ledgerlet.events.v1.RuntimeConnected
-	(*RuntimeDisconnected)(nil), // 12: ledgerlet.events.v1.RuntimeDisconnected
-	(*SandboxObserved)(nil),     // 13: ledgerlet.events.v1.SandboxObserved
-	(*SandboxGone)(nil),         // 14: ledgerlet.events.v1.SandboxGone
-	(*ContainerObserved)(nil),   // 15: ledgerlet.events.v1.ContainerObserved
-	(*ContainerGone)(nil),       // 16: ledgerlet.events.v1.ContainerGone
-	(*Intent)(nil),              // 17: ledgerlet.events.v1.Intent
-	(*Outcome)(nil),             // 18: ledgerlet.events.v1.Outcome
-	(*MirrorObserved)(nil),      // 19: ledgerlet.events.v1.MirrorObserved
-	(*MirrorGone)(nil),          // 20: ledgerlet.events.v1.MirrorGone
+	(*Record)(nil),                // 0: ledgerlet.events.v1.Record
+	(*AgentStarted)(nil),          // 1: ledgerlet.events.v1.AgentStarted
+	(*AgentStopped)(nil),          // 2: ledgerlet.events.v1.AgentStopped
+	(*SnapshotMarker)(nil),        // 3: ledgerlet.events.v1.SnapshotMarker
+	(*ManifestAdded)(nil),         // 4: ledgerlet.events.v1.ManifestAdded
+	(*ManifestChanged)(nil),       // 5: ledgerlet.events.v1.ManifestChanged
+	(*ManifestRemoved)(nil),       // 6: ledgerlet.events.v1.ManifestRemoved
+	(*ManifestRejected)(nil),      // 7: ledgerlet.events.v1.ManifestRejected
+	(*SourceSynced)(nil),          // 8: ledgerlet.events.v1.SourceSynced
+	(*SourceUnavailable)(nil),     // 9: ledgerlet.events.v1.SourceUnavailable
+	(*SourceAvailable)(nil),       // 10: ledgerlet.events.v1.SourceAvailable
+	(*RuntimeConnected)(nil),      // 11: ledgerlet.events.v1.RuntimeConnected
+	(*RuntimeDisconnected)(nil),   // 12: ledgerlet.events.v1.RuntimeDisconnected
+	(*SandboxObserved)(nil),       // 13: ledgerlet.events.v1.SandboxObserved
+	(*SandboxGone)(nil),           // 14: ledgerlet.events.v1.SandboxGone
+	(*ContainerObserved)(nil),     // 15: ledgerlet.events.v1.ContainerObserved
+	(*ContainerGone)(nil),         // 16: ledgerlet.events.v1.ContainerGone
+	(*Intent)(nil),                // 17: ledgerlet.events.v1.Intent
+	(*Outcome)(nil),               // 18: ledgerlet.events.v1.Outcome
+	(*MirrorObserved)(nil),        // 19: ledgerlet.events.v1.MirrorObserved
+	(*MirrorGone)(nil),            // 20: ledgerlet.events.v1.MirrorGone
+	(*ApiserverConnected)(nil),    // 21: ledgerlet.events.v1.ApiserverConnected
+	(*ApiserverDisconnected)(nil), // 22: ledgerlet.events.v1.ApiserverDisconnected
+	(*MirrorsSynced)(nil),         // 23: ledgerlet.events.v1.MirrorsSynced
 }
 var file_events_proto_depIdxs = []int32{
 	1,  // 0: ledgerlet.events.v1.Record.agent_started:type_name -> ledgerlet.events.v1.AgentStarted
@@ -2144,11 +2436,14 @@ var file_events_proto_depIdxs = []int32{
 	18, // 17: ledgerlet.events.v1.Record.outcome:type_name -> ledgerlet.events.v1.Outcome
 	19, // 18: ledgerlet.events.v1.Record.mirror_observed:type_name -> ledgerlet.events.v1.MirrorObserved
 	20, // 19: ledgerlet.events.v1.Record.mirror_gone:type_name -> ledgerlet.events.v1.MirrorGone
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	21, // 20: ledgerlet.events.v1.Record.apiserver_connected:type_name -> ledgerlet.events.v1.ApiserverConnected
+	22, // 21: ledgerlet.events.v1.Record.apiserver_disconnected:type_name -> ledgerlet.events.v1.ApiserverDisconnected
+	23, // 22: ledgerlet.events.v1.Record.mirrors_synced:type_name -> ledgerlet.events.v1.MirrorsSynced
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_events_proto_init() }
@@ -2177,6 +2472,9 @@ func file_events_proto_init() {
 		(*Record_Outcome)(nil),
 		(*Record_MirrorObserved)(nil),
 		(*Record_MirrorGone)(nil),
+		(*Record_ApiserverConnected)(nil),
+		(*Record_ApiserverDisconnected)(nil),
+		(*Record_MirrorsSynced)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2184,7 +2482,7 @@ func file_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_proto_rawDesc), len(file_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,82 @@
+package eventpb
+
+// The string values that events carry, in one place. The wire keeps them as
+// strings (a log written by an older ledgerlet must stay readable, and a new
+// value must not make an older reader fail); the Go side names each one here
+// with a type, so a value is never spelled twice. events.proto points here.
+
+// Action is what an Intent asks for (Intent.action).
+type Action string
+
+// Runtime lane: one step of a pod's life on the container runtime.
+const (
+	ActionRunSandbox      Action = "RunSandbox"      // create and start the pod sandbox
+	ActionStartContainer  Action = "StartContainer"  // ensure the image, create and start one container
+	ActionStopContainer   Action = "StopContainer"   // SIGTERM, then SIGKILL after the grace period
+	ActionRemoveContainer Action = "RemoveContainer" // delete an exited container
+	ActionStopSandbox     Action = "StopSandbox"     // stop the sandbox (its containers are already stopped)
+	ActionRemoveSandbox   Action = "RemoveSandbox"   // delete the sandbox; the pod's cgroup and emptyDirs when it was the last
+)
+
+// Mirror lane: the pod's mirror in the kube-apiserver.
+const (
+	ActionMirrorCreate Action = "MirrorCreate" // create the mirror pod for the pod's current config hash
+	ActionMirrorDelete Action = "MirrorDelete" // delete a mirror (UID precondition, grace 0)
+	ActionMirrorStatus Action = "MirrorStatus" // patch the mirror's status subresource
+)
+
+// Lane is a sequence of actions that must not overlap for one pod. Lanes of
+// one pod are independent: a slow apiserver never holds back a restart.
+type Lane string
+
+const (
+	LaneRuntime Lane = "runtime"
+	LaneMirror  Lane = "mirror"
+)
+
+// Lane of the action.
+func (a Action) Lane() Lane {
+	switch a {
+	case ActionMirrorCreate, ActionMirrorDelete, ActionMirrorStatus:
+		return LaneMirror
+	}
+	return LaneRuntime
+}
+
+// Actions lists every action, runtime lane first.
+func Actions() []Action {
+	return []Action{
+		ActionRunSandbox, ActionStartContainer, ActionStopContainer, ActionRemoveContainer,
+		ActionStopSandbox, ActionRemoveSandbox,
+		ActionMirrorCreate, ActionMirrorDelete, ActionMirrorStatus,
+	}
+}
+
+// Observed states of sandboxes (SandboxObserved.state) and containers
+// (ContainerObserved.state).
+const (
+	StateReady    = "ready"
+	StateNotReady = "notready"
+	StateCreated  = "created"
+	StateRunning  = "running"
+	StateExited   = "exited"
+	StateUnknown  = "unknown"
+)
+
+// Manifest sources (Manifest*.source, Source*.source).
+const (
+	SourceFile = "file"
+	SourceHTTP = "http"
+)
+
+// Outcome reasons the agent itself assigns (Outcome.reason). Failures of a
+// CRI step carry the kubelet's reasons (ErrImagePull, CreateContainerError, …).
+const (
+	// ReasonReconciled: the agent stopped before the intent's outcome was
+	// recorded; the next run re-listed the runtime instead.
+	ReasonReconciled = "Reconciled"
+	// ReasonRuntimeError: a CRI call failed for a reason CRI does not name.
+	ReasonRuntimeError = "RuntimeError"
+	// ReasonApiserverError: an apiserver call failed.
+	ReasonApiserverError = "ApiserverError"
+)
