@@ -1,6 +1,7 @@
 package projector
 
 import (
+	"path"
 	"strings"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
@@ -10,7 +11,11 @@ import (
 // Apply folds one event into the state. It is total: an event that makes no
 // sense for the current state (say, an outcome for an unknown intent) changes
 // only what it can, deterministically, and never panics.
-func (s *State) Apply(e eventlog.Event) {
+func (s *State) Apply(e eventlog.Event) { s.apply(e) }
+
+// apply folds e and says whether its type has a fold arm (every type in
+// events.proto must; a test holds that).
+func (s *State) apply(e eventlog.Event) bool {
 	s.Seq = e.Seq
 	now := e.Time.UnixNano()
 	s.Time = now
@@ -23,13 +28,27 @@ func (s *State) Apply(e eventlog.Event) {
 			Running: true, Version: d.Version, NodeName: d.NodeName,
 			Starts: s.Agent.Starts + 1, Unclean: s.Agent.Unclean, StartedAt: now,
 			StoppedAt: s.Agent.StoppedAt, StopReason: s.Agent.StopReason,
+			StartSeq: e.Seq, NodeIP: d.NodeIp, Apiserver: d.Apiserver,
 		}
 		// Sources must list again in this run before their silence about a
-		// pod may be taken as "not wanted"; the runtime must be re-observed.
+		// pod may be taken as "not wanted"; the runtime and the apiserver
+		// must be re-observed. The previous run's "connected" and "synced"
+		// are history.
 		for _, src := range s.Sources {
 			src.Synced = false
 		}
 		s.Runtime.Connected = false
+		s.Apiserver.Connected, s.Apiserver.MirrorsSynced = false, false
+		if len(d.Sources) > 0 {
+			s.configureSources(d.Sources, now)
+		}
+		if !d.Apiserver {
+			// No apiserver in this run: mirrors are not ours to keep.
+			for _, p := range s.Pods {
+				p.Mirror = nil
+				s.dropIfGone(p)
+			}
+		}
 	case *pb.AgentStopped:
 		s.Agent.Running = false
 		s.Agent.StoppedAt = now
@@ -101,7 +120,7 @@ func (s *State) Apply(e eventlog.Event) {
 		}
 		stale := false
 		if prev := p.Sandboxes[d.SandboxId]; prev != nil {
-			if prev.State == StateNotReady && d.State == StateReady {
+			if prev.State == pb.StateNotReady && d.State == pb.StateReady {
 				break // a stale listing: a stopped sandbox never becomes ready again
 			}
 			stale = prev.Stale
@@ -132,10 +151,10 @@ func (s *State) Apply(e eventlog.Event) {
 			StartedAt: d.StartedUnixNano, FinishedAt: d.FinishedUnixNano, Init: d.Init, Adopted: d.Adopted,
 		}
 		if prev != nil {
-			c.Grace, c.Stale = prev.Grace, prev.Stale
+			c.Grace, c.Stale, c.ImageRef = prev.Grace, prev.Stale, prev.ImageRef
 		}
 		p.Containers[d.ContainerId] = c
-		if d.State == StateExited && (prev == nil || prev.State != StateExited) && d.Uid == p.UID {
+		if d.State == pb.StateExited && (prev == nil || prev.State != pb.StateExited) && d.Uid == p.UID {
 			p.noteExit(c, now)
 		}
 	case *pb.ContainerGone:
@@ -146,15 +165,16 @@ func (s *State) Apply(e eventlog.Event) {
 
 	case *pb.Intent:
 		in := &PendingIntent{
-			Pod: e.Pod, Action: d.Action, UID: d.Uid, Container: d.Container, Attempt: d.Attempt,
+			Pod: e.Pod, Action: pb.Action(d.Action), UID: d.Uid, Container: d.Container, Attempt: d.Attempt,
 			SandboxID: d.SandboxId, ContainerID: d.ContainerId, Grace: d.GracePeriodSeconds, At: now,
+			MirrorUID: d.MirrorUid, ConfigHash: d.ConfigHash, StatusHash: d.StatusHash,
 		}
 		if p := s.Pods[e.Pod]; p != nil {
 			in.Generation = p.Generation
 		}
 		s.Pending[e.Seq] = in
 		if p := s.Pods[e.Pod]; p != nil {
-			p.LastAction = &Action{Seq: e.Seq, Action: d.Action, Container: d.Container, Reason: d.Reason, At: now}
+			p.LastAction = &Action{Seq: e.Seq, Action: pb.Action(d.Action), Container: d.Container, Reason: d.Reason, At: now}
 		}
 	case *pb.Outcome:
 		if in := s.Pending[d.IntentSeq]; in != nil {
@@ -169,15 +189,38 @@ func (s *State) Apply(e eventlog.Event) {
 		}
 
 	case *pb.MirrorObserved:
-		p := s.Pods[e.Pod]
-		if p != nil {
-			p.Mirror = &Mirror{UID: d.MirrorUid, ConfigMirror: d.ConfigMirror, Deleting: d.Deleting, Phase: d.Phase, Since: now}
+		// A mirror with no static pod gets a placeholder (not desired), so
+		// the planner removes it once the sources have listed.
+		p := s.pod(e.Pod, now)
+		m := &Mirror{UID: d.MirrorUid, ConfigMirror: d.ConfigMirror, Deleting: d.Deleting, Phase: d.Phase, Since: now}
+		if p.Mirror != nil && p.Mirror.UID == d.MirrorUid {
+			m.StatusHash = p.Mirror.StatusHash
 		}
+		p.Mirror = m
 	case *pb.MirrorGone:
 		if p := s.Pods[e.Pod]; p != nil && p.Mirror != nil && p.Mirror.UID == d.MirrorUid {
 			p.Mirror = nil
+			s.dropIfGone(p)
 		}
+	case *pb.ApiserverConnected:
+		s.Apiserver = Apiserver{Connected: true, Host: d.Host, NodeUID: d.NodeUid, Version: d.ServerVersion, Since: now}
+		// Failures seen while it was away say nothing about it now.
+		for _, p := range s.Pods {
+			delete(p.Failures, mirrorFailureKey)
+		}
+	case *pb.ApiserverDisconnected:
+		s.Apiserver.Connected, s.Apiserver.MirrorsSynced = false, false
+		s.Apiserver.Host, s.Apiserver.Reason, s.Apiserver.Since = d.Host, d.Reason, now
+	case *pb.MirrorsSynced:
+		if s.Apiserver.Connected {
+			s.Apiserver.MirrorsSynced = true
+		}
+	case *pb.SnapshotMarker:
+		// Informational: snapshots never change state.
+	default:
+		return false
 	}
+	return true
 }
 
 type manifestVersion struct {
@@ -247,11 +290,48 @@ func (s *State) pod(key string, now int64) *Pod {
 	return p
 }
 
-// dropIfGone forgets a pod that is neither desired nor present in the runtime.
+// dropIfGone forgets a pod that is neither desired nor present in the
+// runtime or (as a mirror) in the apiserver.
 func (s *State) dropIfGone(p *Pod) {
-	if p.Removed && len(p.Sandboxes) == 0 && len(p.Containers) == 0 {
+	if p.Removed && len(p.Sandboxes) == 0 && len(p.Containers) == 0 && p.Mirror == nil {
 		delete(s.Pods, p.Key())
 	}
+}
+
+// configureSources applies the sources configured in this run: a source
+// no longer configured is forgotten, and its pods are no longer desired
+// (otherwise its silence would block orphan removal forever, and its pods
+// could never be removed). Each configured source must list in this run.
+func (s *State) configureSources(configured []string, now int64) {
+	want := map[string]bool{}
+	for _, c := range configured {
+		want[c] = true
+		name, loc, _ := strings.Cut(c, " ")
+		s.source(name, loc)
+	}
+	for key := range s.Sources {
+		if !want[key] {
+			delete(s.Sources, key)
+		}
+	}
+	for _, p := range s.Pods {
+		if p.Removed || p.Spec == nil || s.podSourceConfigured(p, want) {
+			continue
+		}
+		p.Removed = true
+		p.UpdatedAt = now
+		delete(s.Manifests, p.Path)
+		s.dropIfGone(p)
+	}
+}
+
+// podSourceConfigured: the pod's manifest belongs to a configured source
+// (a URL itself; a file, or a file in a configured directory).
+func (s *State) podSourceConfigured(p *Pod, want map[string]bool) bool {
+	if want[p.Source+" "+p.Path] {
+		return true
+	}
+	return p.Source == pb.SourceFile && want[p.Source+" "+path.Dir(p.Path)]
 }
 
 func (s *State) source(name, location string) *Source {
@@ -267,11 +347,11 @@ func (s *State) source(name, location string) *Source {
 // stateRank orders a container's life: created, running, exited.
 func stateRank(state string) int {
 	switch state {
-	case StateCreated:
+	case pb.StateCreated:
 		return 1
-	case StateRunning:
+	case pb.StateRunning:
 		return 2
-	case StateExited:
+	case pb.StateExited:
 		return 3
 	}
 	return 0 // unknown

@@ -9,27 +9,6 @@ import (
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 )
 
-// Actions the planner decides on. Each is one Intent event; the runtime
-// driver carries it out and records an Outcome.
-const (
-	ActionRunSandbox      = "RunSandbox"      // create and start the pod sandbox
-	ActionStartContainer  = "StartContainer"  // ensure the image, create and start one container
-	ActionStopContainer   = "StopContainer"   // SIGTERM, then SIGKILL after the grace period
-	ActionRemoveContainer = "RemoveContainer" // delete an exited container
-	ActionStopSandbox     = "StopSandbox"     // stop the sandbox (its containers are already stopped)
-	ActionRemoveSandbox   = "RemoveSandbox"   // delete the sandbox; the pod's cgroup and emptyDirs when it was the last
-)
-
-// Observed states of sandboxes and containers.
-const (
-	StateReady    = "ready"
-	StateNotReady = "notready"
-	StateCreated  = "created"
-	StateRunning  = "running"
-	StateExited   = "exited"
-	StateUnknown  = "unknown"
-)
-
 // Back-off, as the kubelet's: 10s doubling to 5 min, reset after 10 min of running.
 const (
 	BackoffInitial = int64(10 * time.Second)
@@ -40,9 +19,12 @@ const (
 	TeardownRetryMax     = int64(time.Minute)
 )
 
-// ReasonReconciled marks the outcome of an intent whose effect was never
-// recorded (the agent died mid-action); the runtime was re-listed instead.
-const ReasonReconciled = "Reconciled"
+// Mirror actions that fail are retried sooner than container starts: the
+// apiserver answering again should be seen within a second.
+const (
+	MirrorRetryInitial = int64(500 * time.Millisecond)
+	MirrorRetryMax     = int64(10 * time.Second)
+)
 
 // Decision is one planned action for one pod.
 type Decision struct {
@@ -50,26 +32,62 @@ type Decision struct {
 	Intent *pb.Intent
 }
 
+// Resolution settles an intent that an earlier run of the agent recorded
+// without its outcome: this run has re-observed the lane's world (the
+// runtime relisted, the mirrors listed), so the state already says what the
+// action did, and the intent is closed as Reconciled.
+type Resolution struct {
+	Pod       string
+	IntentSeq uint64
+}
+
 // Plan is what the planner decided at one point.
 type Plan struct {
+	Now       int64 // the time planned at (unix ns)
 	Decisions []Decision
+	// Reconcile lists dangling intents of earlier runs to settle first.
+	Reconcile []Resolution
 	// Wake is the earliest time (unix ns) at which planning again could decide
 	// something new without any new event (a back-off expiring); 0 if none.
 	Wake int64
 }
 
+type laneKey struct {
+	pod  string
+	lane pb.Lane
+}
+
 // Plan compares desired and observed state at time now and decides, for each
-// pod independently, at most one next action. A pod with an intent still
-// pending gets nothing: actions on a pod are strictly sequential. The result
-// depends only on s and now.
+// pod and lane independently, at most one next action. A pod's lane with an
+// intent still pending gets nothing: the actions of one lane of a pod are
+// strictly sequential, while its other lane goes on (a slow apiserver never
+// holds back a restart). The result depends only on s and now.
+//
+// Nothing is planned on another run's facts: before this run's AgentStarted
+// is folded nothing at all, the runtime lane only once the runtime connected
+// (and was relisted) in this run, the mirror lane only once the apiserver
+// answered and listed this node's mirrors in this run, and nothing is removed
+// for want of a manifest until every configured source listed in this run.
 func (s *State) Plan(now int64) Plan {
-	var plan Plan
-	if !s.Runtime.Connected {
+	plan := Plan{Now: now}
+	if !s.Agent.Running {
 		return plan
 	}
-	busy := map[string]bool{}
-	for _, in := range s.Pending {
-		busy[in.Pod] = true
+	ready := map[pb.Lane]bool{
+		pb.LaneRuntime: s.Runtime.Connected,
+		pb.LaneMirror:  s.mirrorLaneReady(),
+	}
+	busy := map[laneKey]bool{}
+	for _, seq := range sortedSeqs(s.Pending) {
+		in := s.Pending[seq]
+		lane := in.Action.Lane()
+		busy[laneKey{in.Pod, lane}] = true
+		if seq < s.Agent.StartSeq && ready[lane] {
+			plan.Reconcile = append(plan.Reconcile, Resolution{Pod: in.Pod, IntentSeq: seq})
+		}
+	}
+	if len(plan.Reconcile) > 0 {
+		return plan // settle the past before deciding anything new
 	}
 	orphansOK := s.sourcesSynced()
 	keys := make([]string, 0, len(s.Pods))
@@ -78,27 +96,56 @@ func (s *State) Plan(now int64) Plan {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if busy[k] {
-			continue
-		}
 		p := s.Pods[k]
 		if p.Spec == nil && !orphansOK {
 			// Not named by any manifest we know, and the sources have not yet
 			// finished listing: it may be wanted. Touch nothing.
 			continue
 		}
-		in, wake := p.plan(now)
-		if in != nil {
-			plan.Decisions = append(plan.Decisions, Decision{Pod: k, Intent: in})
+		var in *pb.Intent
+		var wake int64
+		if ready[pb.LaneRuntime] && !busy[laneKey{k, pb.LaneRuntime}] {
+			in, wake = p.plan(now)
+			if in != nil {
+				plan.Decisions = append(plan.Decisions, Decision{Pod: k, Intent: in})
+			}
+			plan.Wake = minWake(plan.Wake, futureOnly(wake, now))
 		}
-		if wake > now && (plan.Wake == 0 || wake < plan.Wake) {
-			plan.Wake = wake
+		if ready[pb.LaneMirror] && !busy[laneKey{k, pb.LaneMirror}] {
+			in, wake = p.planMirror(s.Agent.NodeIP, now)
+			if in != nil {
+				plan.Decisions = append(plan.Decisions, Decision{Pod: k, Intent: in})
+			}
+			plan.Wake = minWake(plan.Wake, futureOnly(wake, now))
 		}
 	}
 	return plan
 }
 
-// sourcesSynced is true once every known source has listed in this run.
+func futureOnly(wake, now int64) int64 {
+	if wake > now {
+		return wake
+	}
+	return 0
+}
+
+func sortedSeqs(m map[uint64]*PendingIntent) []uint64 {
+	out := make([]uint64, 0, len(m))
+	for seq := range m {
+		out = append(out, seq)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// mirrorLaneReady: mirrors are kept (a kubeconfig was given), and in this
+// run the apiserver answered as this node and listed its mirrors.
+func (s *State) mirrorLaneReady() bool {
+	return s.Agent.Apiserver && s.Apiserver.Connected && s.Apiserver.MirrorsSynced
+}
+
+// sourcesSynced is true once every source configured in this run has
+// listed in this run.
 func (s *State) sourcesSynced() bool {
 	if len(s.Sources) == 0 {
 		return false
@@ -110,6 +157,38 @@ func (s *State) sourcesSynced() bool {
 	}
 	return true
 }
+
+// planMirror decides the pod's next mirror action, as the kubelet's syncPod
+// does for static pods: a mirror that is missing is created; one that is
+// being deleted, is of another config hash or has no static pod any more is
+// deleted (then created again if the pod is desired); a current one gets the
+// pod's status when it changed.
+func (p *Pod) planMirror(nodeIP string, now int64) (*pb.Intent, int64) {
+	if f := p.Failures[mirrorFailureKey]; f != nil && now < f.NextTry {
+		return nil, f.NextTry
+	}
+	desired := !p.Removed && p.Spec != nil
+	m := p.Mirror
+	switch {
+	case m != nil && !desired:
+		return &pb.Intent{Action: string(pb.ActionMirrorDelete), Uid: p.UID, MirrorUid: m.UID, Reason: "no static pod"}, 0
+	case m != nil && m.Deleting:
+		return &pb.Intent{Action: string(pb.ActionMirrorDelete), Uid: p.UID, MirrorUid: m.UID, Reason: "mirror pod being deleted"}, 0
+	case m != nil && m.ConfigMirror != p.ConfigHash:
+		return &pb.Intent{Action: string(pb.ActionMirrorDelete), Uid: p.UID, MirrorUid: m.UID, ConfigHash: m.ConfigMirror,
+			Reason: "mirror pod of another version"}, 0
+	case m == nil && desired:
+		return &pb.Intent{Action: string(pb.ActionMirrorCreate), Uid: p.UID, ConfigHash: p.ConfigHash, Reason: "no mirror pod"}, 0
+	case m != nil:
+		if h := StatusHash(p.APIStatus(nodeIP)); h != m.StatusHash {
+			return &pb.Intent{Action: string(pb.ActionMirrorStatus), Uid: p.UID, MirrorUid: m.UID, StatusHash: h, Reason: "status changed"}, 0
+		}
+	}
+	return nil, 0
+}
+
+// mirrorFailureKey names mirror failures in Pod.Failures.
+const mirrorFailureKey = "mirror:"
 
 // plan decides the pod's next action, or the time to look again.
 func (p *Pod) plan(now int64) (*pb.Intent, int64) {
@@ -133,7 +212,7 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 		if f := p.Failures[""]; f != nil && now < f.NextTry {
 			return nil, f.NextTry
 		}
-		return &pb.Intent{Action: ActionRunSandbox, Uid: p.UID, Attempt: p.nextSandboxAttempt(), Reason: "no ready sandbox"}, 0
+		return &pb.Intent{Action: string(pb.ActionRunSandbox), Uid: p.UID, Attempt: p.nextSandboxAttempt(), Reason: "no ready sandbox"}, 0
 	}
 
 	policy := spec.Spec.RestartPolicy
@@ -147,9 +226,9 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 		switch {
 		case cur == nil:
 			return p.start(c, sb, true, grace, now, "init container not run")
-		case cur.State == StateCreated:
+		case cur.State == pb.StateCreated:
 			return p.removeUnstarted(cur)
-		case cur.State == StateRunning || cur.State == StateUnknown:
+		case cur.State == pb.StateRunning || cur.State == pb.StateUnknown:
 			return nil, 0 // wait for it to finish
 		case cur.ExitCode == 0:
 			continue
@@ -171,10 +250,10 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 			wake = minWake(wake, w)
 			continue
 		}
-		if cur.State == StateCreated {
+		if cur.State == pb.StateCreated {
 			return p.removeUnstarted(cur)
 		}
-		if cur.State != StateExited {
+		if cur.State != pb.StateExited {
 			continue
 		}
 		restart := policy == corev1.RestartPolicyAlways || policy == "" ||
@@ -191,9 +270,9 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 	// Keep one dead instance per container name (for logs and last state),
 	// like the kubelet; remove older ones.
 	for _, c := range sortedContainers(p) {
-		if c.State == StateExited && c.UID == p.UID {
+		if c.State == pb.StateExited && c.UID == p.UID {
 			if latest := p.latest(c.Name, ""); latest != nil && latest.ID != c.ID && latest.Attempt > c.Attempt {
-				return &pb.Intent{Action: ActionRemoveContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID, Reason: "superseded by a newer attempt"}, 0
+				return &pb.Intent{Action: string(pb.ActionRemoveContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID, Reason: "superseded by a newer attempt"}, 0
 			}
 		}
 	}
@@ -204,7 +283,7 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 // the agent died between the two CRI calls (no intent is pending for the
 // pod, or it would not be planned for). A fresh start follows.
 func (p *Pod) removeUnstarted(c *Container) (*pb.Intent, int64) {
-	return &pb.Intent{Action: ActionRemoveContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+	return &pb.Intent{Action: string(pb.ActionRemoveContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
 		SandboxId: c.SandboxID, Reason: "created but never started"}, 0
 }
 
@@ -226,8 +305,8 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	}
 	cs := sortedContainers(p)
 	for _, c := range cs {
-		if !c.keptBy(keep) && c.State != StateExited {
-			return step(&pb.Intent{Action: ActionStopContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+		if !c.keptBy(keep) && c.State != pb.StateExited {
+			return step(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
 				SandboxId: c.SandboxID, GracePeriodSeconds: c.graceOr(30), Reason: teardownReason(keep)})
 		}
 	}
@@ -235,10 +314,10 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	// A sandbox that is not ready cannot host containers: stop what runs in
 	// it, then replace it.
 	for _, sb := range sbs {
-		if sb.keptBy(keep) && sb.State != StateReady {
+		if sb.keptBy(keep) && sb.State != pb.StateReady {
 			for _, c := range cs {
-				if c.SandboxID == sb.ID && c.State != StateExited {
-					return step(&pb.Intent{Action: ActionStopContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+				if c.SandboxID == sb.ID && c.State != pb.StateExited {
+					return step(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
 						SandboxId: sb.ID, GracePeriodSeconds: c.graceOr(30), Reason: "sandbox not ready"})
 				}
 			}
@@ -246,20 +325,34 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	}
 	for _, c := range cs {
 		if !c.keptBy(keep) {
-			return step(&pb.Intent{Action: ActionRemoveContainer, Uid: c.UID, Container: c.Name, ContainerId: c.ID, Reason: teardownReason(keep)})
+			return step(&pb.Intent{Action: string(pb.ActionRemoveContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID, Reason: teardownReason(keep)})
 		}
 	}
 	for _, sb := range sbs {
-		if !sb.keptBy(keep) && sb.State == StateReady {
-			return step(&pb.Intent{Action: ActionStopSandbox, Uid: sb.UID, SandboxId: sb.ID, Reason: teardownReason(keep)})
+		if !sb.keptBy(keep) && sb.State == pb.StateReady {
+			return step(&pb.Intent{Action: string(pb.ActionStopSandbox), Uid: sb.UID, SandboxId: sb.ID, Reason: teardownReason(keep)})
 		}
 	}
 	for _, sb := range sbs {
-		if !sb.keptBy(keep) || sb.State != StateReady {
-			return step(&pb.Intent{Action: ActionRemoveSandbox, Uid: sb.UID, SandboxId: sb.ID, Reason: teardownReason(keep)})
+		if !sb.keptBy(keep) || sb.State != pb.StateReady {
+			// The pod's data (emptyDirs) and cgroup go with the last sandbox
+			// of a UID that is no longer desired — never while it continues.
+			removeData := sb.UID != keep && p.onlySandboxOf(sb)
+			return step(&pb.Intent{Action: string(pb.ActionRemoveSandbox), Uid: sb.UID, SandboxId: sb.ID,
+				RemovePodData: removeData, Reason: teardownReason(keep)})
 		}
 	}
 	return nil, 0
+}
+
+// onlySandboxOf: no other sandbox of sb's UID is known.
+func (p *Pod) onlySandboxOf(sb *Sandbox) bool {
+	for id, o := range p.Sandboxes {
+		if id != sb.ID && o.UID == sb.UID {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Container) keptBy(uid string) bool { return uid != "" && c.UID == uid && !c.Stale }
@@ -290,7 +383,7 @@ func (c *Container) graceOr(def int64) int64 {
 func (p *Pod) readySandbox() *Sandbox {
 	var best *Sandbox
 	for _, sb := range sortedSandboxes(p) {
-		if sb.UID == p.UID && sb.State == StateReady && !sb.Stale {
+		if sb.UID == p.UID && sb.State == pb.StateReady && !sb.Stale {
 			best = sb // sorted by creation: the newest wins
 		}
 	}
@@ -354,7 +447,7 @@ func (p *Pod) startIntent(c *corev1.Container, sb *Sandbox, init bool, attempt u
 	if init {
 		reason = "init: " + why
 	}
-	return &pb.Intent{Action: ActionStartContainer, Uid: p.UID, Container: c.Name, Attempt: attempt,
+	return &pb.Intent{Action: string(pb.ActionStartContainer), Uid: p.UID, Container: c.Name, Attempt: attempt,
 		Image: c.Image, SandboxId: sb.ID, GracePeriodSeconds: grace, Reason: reason}
 }
 
@@ -386,14 +479,16 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	if p == nil {
 		return
 	}
-	if d.Reason == ReasonReconciled {
+	if d.Reason == pb.ReasonReconciled {
 		return // the relist already told the truth
 	}
 	key, base, ceiling := in.Container, BackoffInitial, BackoffMax
 	switch in.Action {
-	case ActionRunSandbox:
+	case pb.ActionRunSandbox:
 		key = ""
-	case ActionStartContainer:
+	case pb.ActionStartContainer:
+	case pb.ActionMirrorCreate, pb.ActionMirrorDelete, pb.ActionMirrorStatus:
+		key, base, ceiling = mirrorFailureKey, MirrorRetryInitial, MirrorRetryMax
 	default:
 		// Teardown steps usually fail for a moment (a container still
 		// starting); retry them sooner.
@@ -415,34 +510,46 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	}
 	delete(p.Failures, key)
 	switch in.Action {
-	case ActionRunSandbox:
+	case pb.ActionRunSandbox:
 		if p.Sandboxes == nil {
 			p.Sandboxes = map[string]*Sandbox{}
 		}
-		p.Sandboxes[d.SandboxId] = &Sandbox{ID: d.SandboxId, UID: in.UID, Attempt: in.Attempt, State: StateReady, IP: d.Ip, CreatedAt: now,
+		p.Sandboxes[d.SandboxId] = &Sandbox{ID: d.SandboxId, UID: in.UID, Attempt: in.Attempt, State: pb.StateReady, IP: d.Ip, CreatedAt: now,
 			Stale: in.Generation != p.Generation}
-	case ActionStartContainer:
+	case pb.ActionStartContainer:
 		if p.Containers == nil {
 			p.Containers = map[string]*Container{}
 		}
 		p.Containers[d.ContainerId] = &Container{ID: d.ContainerId, UID: in.UID, SandboxID: in.SandboxID, Name: in.Container,
-			Attempt: in.Attempt, State: StateRunning, StartedAt: now, Grace: in.Grace, Stale: in.Generation != p.Generation}
-	case ActionStopContainer:
-		if c := p.Containers[in.ContainerID]; c != nil && c.State != StateExited {
-			c.State, c.FinishedAt = StateExited, now
+			Attempt: in.Attempt, State: pb.StateRunning, StartedAt: now, Grace: in.Grace, Stale: in.Generation != p.Generation,
+			ImageRef: d.ImageRef}
+	case pb.ActionStopContainer:
+		if c := p.Containers[in.ContainerID]; c != nil && c.State != pb.StateExited {
+			c.State, c.FinishedAt = pb.StateExited, now
 			if c.Reason == "" {
 				c.Reason = "Killed"
 			}
 		}
-	case ActionRemoveContainer:
+	case pb.ActionRemoveContainer:
 		delete(p.Containers, in.ContainerID)
 		s.dropIfGone(p)
-	case ActionStopSandbox:
+	case pb.ActionStopSandbox:
 		if sb := p.Sandboxes[in.SandboxID]; sb != nil {
-			sb.State = StateNotReady
+			sb.State = pb.StateNotReady
 		}
-	case ActionRemoveSandbox:
+	case pb.ActionRemoveSandbox:
 		delete(p.Sandboxes, in.SandboxID)
 		s.dropIfGone(p)
+	case pb.ActionMirrorCreate:
+		p.Mirror = &Mirror{UID: d.MirrorUid, ConfigMirror: in.ConfigHash, Since: now}
+	case pb.ActionMirrorDelete:
+		if p.Mirror != nil && p.Mirror.UID == in.MirrorUID {
+			p.Mirror = nil
+			s.dropIfGone(p)
+		}
+	case pb.ActionMirrorStatus:
+		if p.Mirror != nil && p.Mirror.UID == in.MirrorUID {
+			p.Mirror.StatusHash = in.StatusHash
+		}
 	}
 }

@@ -54,6 +54,7 @@ func (w *world) desire(uid string, spec []byte) {
 }
 
 func (w *world) ready() {
+	w.apply("", &pb.AgentStarted{NodeName: "node1"})
 	w.apply("", &pb.RuntimeConnected{Endpoint: "unix:///x"})
 	w.apply("", &pb.SourceSynced{Source: "file", Location: "/m"})
 }
@@ -74,10 +75,10 @@ func (w *world) do(in *pb.Intent) *pb.Outcome {
 	iseq := w.apply(pk, in)
 	w.ids++
 	out := &pb.Outcome{IntentSeq: iseq, Ok: true}
-	switch in.Action {
-	case projector.ActionRunSandbox:
+	switch pb.Action(in.Action) {
+	case pb.ActionRunSandbox:
 		out.SandboxId, out.Ip = fmt.Sprintf("sb%d", w.ids), "10.0.0.2"
-	case projector.ActionStartContainer:
+	case pb.ActionStartContainer:
 		out.ContainerId = fmt.Sprintf("ctr%d", w.ids)
 	}
 	w.apply(pk, out)
@@ -99,15 +100,15 @@ func (w *world) settle() []string {
 	return got
 }
 
-func (w *world) mustPlan(action, container string) *pb.Intent {
+func (w *world) mustPlan(action pb.Action, container string) *pb.Intent {
 	w.t.Helper()
 	in, _ := w.plan()
 	// Clean-up of superseded attempts may be planned first; carry it out.
-	for in != nil && in.Action == projector.ActionRemoveContainer && action != projector.ActionRemoveContainer {
+	for in != nil && pb.Action(in.Action) == pb.ActionRemoveContainer && action != pb.ActionRemoveContainer {
 		w.do(in)
 		in, _ = w.plan()
 	}
-	if in == nil || in.Action != action || in.Container != container {
+	if in == nil || pb.Action(in.Action) != action || in.Container != container {
 		w.t.Fatalf("planned %v, want %s %s", in, action, container)
 	}
 	return in
@@ -129,13 +130,13 @@ func TestNewPodGetsSandboxThenContainers(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a", "b"))
-	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
-	a := w.mustPlan(projector.ActionStartContainer, "a")
+	w.do(w.mustPlan(pb.ActionRunSandbox, ""))
+	a := w.mustPlan(pb.ActionStartContainer, "a")
 	if a.Attempt != 0 || a.SandboxId == "" || a.GracePeriodSeconds != 5 {
 		t.Fatalf("start intent %v", a)
 	}
 	w.do(a)
-	w.do(w.mustPlan(projector.ActionStartContainer, "b"))
+	w.do(w.mustPlan(pb.ActionStartContainer, "b"))
 	if in, _ := w.plan(); in != nil {
 		t.Fatalf("pod converged, but planned %v", in)
 	}
@@ -148,7 +149,7 @@ func TestPendingIntentBlocksFurtherActionsOnThePod(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	in := w.mustPlan(projector.ActionRunSandbox, "")
+	in := w.mustPlan(pb.ActionRunSandbox, "")
 	w.apply(pk, in) // intent recorded, no outcome yet
 	if again, _ := w.plan(); again != nil {
 		t.Fatalf("planned %v while an intent is pending", again)
@@ -159,26 +160,26 @@ func TestInitContainersRunInOrderToCompletionFirst(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", []string{"i1", "i2"}, "app"))
-	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
+	w.do(w.mustPlan(pb.ActionRunSandbox, ""))
 	sb := w.s.Pods[pk].DecodeSpec()
 	_ = sb
-	i1 := w.mustPlan(projector.ActionStartContainer, "i1")
+	i1 := w.mustPlan(pb.ActionStartContainer, "i1")
 	out := w.do(i1)
 	if in, _ := w.plan(); in != nil {
 		t.Fatalf("planned %v while init container i1 runs", in)
 	}
 	w.exit(out.ContainerId, "i1", "u1", i1.SandboxId, 0, 0)
-	out2 := w.do(w.mustPlan(projector.ActionStartContainer, "i2"))
+	out2 := w.do(w.mustPlan(pb.ActionStartContainer, "i2"))
 	w.exit(out2.ContainerId, "i2", "u1", i1.SandboxId, 0, 0)
-	w.mustPlan(projector.ActionStartContainer, "app")
+	w.mustPlan(pb.ActionStartContainer, "app")
 }
 
 func TestEditStopsTheOldPodBeforeStartingTheNew(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
-	w.do(w.mustPlan(projector.ActionStartContainer, "a"))
+	w.do(w.mustPlan(pb.ActionRunSandbox, ""))
+	w.do(w.mustPlan(pb.ActionStartContainer, "a"))
 
 	w.apply(pk, &pb.ManifestChanged{Source: "file", Path: "/m/web.yaml", ContentHash: "h2", Uid: "u2", ConfigHash: "u2", PodJson: podSpec("Always", nil, "a"), PreviousUid: "u1"})
 	var got []string
@@ -188,7 +189,7 @@ func TestEditStopsTheOldPodBeforeStartingTheNew(t *testing.T) {
 			break
 		}
 		got = append(got, in.Action+"/"+in.Uid)
-		if in.Action == projector.ActionStopContainer && in.GracePeriodSeconds != 5 {
+		if pb.Action(in.Action) == pb.ActionStopContainer && in.GracePeriodSeconds != 5 {
 			t.Fatalf("old container stopped with grace %d, want its spec's 5", in.GracePeriodSeconds)
 		}
 		w.do(in)
@@ -203,8 +204,8 @@ func TestRemovedPodIsTornDownInOrder(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
-	w.do(w.mustPlan(projector.ActionStartContainer, "a"))
+	w.do(w.mustPlan(pb.ActionRunSandbox, ""))
+	w.do(w.mustPlan(pb.ActionStartContainer, "a"))
 	w.apply(pk, &pb.ManifestRemoved{Source: "file", Path: "/m/web.yaml", Uid: "u1"})
 	got := w.settle()
 	if want := "StopContainer/u1 RemoveContainer/u1 StopSandbox/u1 RemoveSandbox/u1"; strings.Join(got, " ") != want {
@@ -219,10 +220,10 @@ func TestCrashLoopBackOffDoublesToFiveMinutes(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	sb := w.do(w.mustPlan(projector.ActionRunSandbox, "")).SandboxId
+	sb := w.do(w.mustPlan(pb.ActionRunSandbox, "")).SandboxId
 	var delays []time.Duration
 	for i := 0; i < 7; i++ {
-		in := w.mustPlan(projector.ActionStartContainer, "a")
+		in := w.mustPlan(pb.ActionStartContainer, "a")
 		if in.Attempt != uint32(i) {
 			t.Fatalf("attempt %d, want %d", in.Attempt, i)
 		}
@@ -234,7 +235,7 @@ func TestCrashLoopBackOffDoublesToFiveMinutes(t *testing.T) {
 		}
 		exitAt := w.now
 		in2, wake := w.plan()
-		if in2 != nil && in2.Action == projector.ActionStartContainer {
+		if in2 != nil && pb.Action(in2.Action) == pb.ActionStartContainer {
 			t.Fatalf("restarted at once after exit %d", i)
 		}
 		for in2 != nil { // clean-up of older attempts may come first
@@ -257,9 +258,9 @@ func TestBackoffResetsAfterTenMinutesOfRunning(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	sb := w.do(w.mustPlan(projector.ActionRunSandbox, "")).SandboxId
+	sb := w.do(w.mustPlan(pb.ActionRunSandbox, "")).SandboxId
 	for i := 0; i < 3; i++ {
-		out := w.do(w.mustPlan(projector.ActionStartContainer, "a"))
+		out := w.do(w.mustPlan(pb.ActionStartContainer, "a"))
 		w.exit(out.ContainerId, "a", "u1", sb, uint32(i), 1)
 		in, wake := w.plan()
 		for in != nil {
@@ -268,7 +269,7 @@ func TestBackoffResetsAfterTenMinutesOfRunning(t *testing.T) {
 		}
 		w.now = time.Unix(0, wake)
 	}
-	out := w.do(w.mustPlan(projector.ActionStartContainer, "a"))
+	out := w.do(w.mustPlan(pb.ActionStartContainer, "a"))
 	start := w.now
 	w.advance(11 * time.Minute)
 	w.apply(pk, &pb.ContainerObserved{Uid: "u1", SandboxId: sb, Container: "a", ContainerId: out.ContainerId, Attempt: 3, State: "exited", ExitCode: 1,
@@ -297,12 +298,12 @@ func TestRestartPolicies(t *testing.T) {
 			w := newWorld(t)
 			w.ready()
 			w.desire("u1", podSpec(tt.policy, nil, "a"))
-			sb := w.do(w.mustPlan(projector.ActionRunSandbox, "")).SandboxId
-			out := w.do(w.mustPlan(projector.ActionStartContainer, "a"))
+			sb := w.do(w.mustPlan(pb.ActionRunSandbox, "")).SandboxId
+			out := w.do(w.mustPlan(pb.ActionStartContainer, "a"))
 			w.exit(out.ContainerId, "a", "u1", sb, 0, tt.code)
 			w.advance(time.Hour)
 			in, _ := w.plan()
-			if restarted := in != nil && in.Action == projector.ActionStartContainer; restarted != tt.restart {
+			if restarted := in != nil && pb.Action(in.Action) == pb.ActionStartContainer; restarted != tt.restart {
 				t.Fatalf("restart %v, want %v (planned %v)", restarted, tt.restart, in)
 			}
 			if tt.phase != "" {
@@ -324,7 +325,7 @@ func TestOrphansAreLeftAloneUntilSourcesHaveListed(t *testing.T) {
 	}
 	w.apply("", &pb.SourceSynced{Source: "file", Location: "/m"})
 	p := w.s.Plan(w.now.UnixNano())
-	if len(p.Decisions) != 1 || p.Decisions[0].Intent.Action != projector.ActionStopContainer {
+	if len(p.Decisions) != 1 || pb.Action(p.Decisions[0].Intent.Action) != pb.ActionStopContainer {
 		t.Fatalf("after sync, want the orphan stopped, got %v", p.Decisions)
 	}
 	// A restart of the agent forgets the sync: sources must list again.
@@ -339,9 +340,9 @@ func TestFailedStartBacksOffAndShowsImagePullReasons(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
+	w.do(w.mustPlan(pb.ActionRunSandbox, ""))
 	for i := 0; i < 2; i++ {
-		in := w.mustPlan(projector.ActionStartContainer, "a")
+		in := w.mustPlan(pb.ActionStartContainer, "a")
 		iseq := w.apply(pk, in)
 		w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: false, Reason: "ErrImagePull", Error: "not found"})
 		in2, wake := w.plan()
@@ -360,25 +361,25 @@ func TestReconciledOutcomeDoesNotCountAsFailure(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	iseq := w.apply(pk, w.mustPlan(projector.ActionRunSandbox, ""))
-	w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: false, Reason: projector.ReasonReconciled})
+	iseq := w.apply(pk, w.mustPlan(pb.ActionRunSandbox, ""))
+	w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: false, Reason: pb.ReasonReconciled})
 	if len(w.s.Pods[pk].Failures) != 0 || len(w.s.Pending) != 0 {
 		t.Fatalf("failures %v pending %v", w.s.Pods[pk].Failures, w.s.Pending)
 	}
-	w.mustPlan(projector.ActionRunSandbox, "")
+	w.mustPlan(pb.ActionRunSandbox, "")
 }
 
 func TestFailedTeardownStepIsRetriedWithBackoff(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
-	w.do(w.mustPlan(projector.ActionStartContainer, "a"))
+	w.do(w.mustPlan(pb.ActionRunSandbox, ""))
+	w.do(w.mustPlan(pb.ActionStartContainer, "a"))
 	w.apply(pk, &pb.ManifestRemoved{Source: "file", Path: "/m/web.yaml", Uid: "u1"})
-	w.do(w.mustPlan(projector.ActionStopContainer, "a"))
+	w.do(w.mustPlan(pb.ActionStopContainer, "a"))
 	var gaps []time.Duration
 	for i := 0; i < 3; i++ {
-		in := w.mustPlan(projector.ActionRemoveContainer, "a")
+		in := w.mustPlan(pb.ActionRemoveContainer, "a")
 		iseq := w.apply(pk, in)
 		w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: false, Error: "container is in starting state"})
 		again, wake := w.plan()
@@ -400,8 +401,8 @@ func TestPinnedUIDEditReplacesThePod(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("pinned", podSpec("Always", nil, "a"))
-	w.do(w.mustPlan(projector.ActionRunSandbox, ""))
-	w.do(w.mustPlan(projector.ActionStartContainer, "a"))
+	w.do(w.mustPlan(pb.ActionRunSandbox, ""))
+	w.do(w.mustPlan(pb.ActionStartContainer, "a"))
 	w.apply(pk, &pb.ManifestChanged{Source: "file", Path: "/m/web.yaml", ContentHash: "h-new", Uid: "pinned", ConfigHash: "pinned", PodJson: podSpec("Always", nil, "a"), PreviousUid: "pinned"})
 	got := w.settle()
 	if want := "StopContainer/pinned RemoveContainer/pinned StopSandbox/pinned RemoveSandbox/pinned RunSandbox/pinned StartContainer/pinned"; strings.Join(got, " ") != want {
@@ -413,11 +414,11 @@ func TestContainerCreatedButNeverStartedIsReplaced(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	sb := w.do(w.mustPlan(projector.ActionRunSandbox, "")).SandboxId
+	sb := w.do(w.mustPlan(pb.ActionRunSandbox, "")).SandboxId
 	// The agent died between CRI Create and Start; the relist finds this.
 	w.apply(pk, &pb.ContainerObserved{Uid: "u1", SandboxId: sb, Container: "a", ContainerId: "half", State: "created", Adopted: true})
-	w.do(w.mustPlan(projector.ActionRemoveContainer, "a"))
-	in := w.mustPlan(projector.ActionStartContainer, "a")
+	w.do(w.mustPlan(pb.ActionRemoveContainer, "a"))
+	in := w.mustPlan(pb.ActionStartContainer, "a")
 	if in.Attempt != 0 {
 		t.Fatalf("attempt %d: the never-started instance should not count as a restart", in.Attempt)
 	}
@@ -427,8 +428,8 @@ func TestStaleObservationNeverMovesAContainerBack(t *testing.T) {
 	w := newWorld(t)
 	w.ready()
 	w.desire("u1", podSpec("Always", nil, "a"))
-	sb := w.do(w.mustPlan(projector.ActionRunSandbox, "")).SandboxId
-	id := w.do(w.mustPlan(projector.ActionStartContainer, "a")).ContainerId
+	sb := w.do(w.mustPlan(pb.ActionRunSandbox, "")).SandboxId
+	id := w.do(w.mustPlan(pb.ActionStartContainer, "a")).ContainerId
 	w.apply(pk, &pb.ContainerObserved{Uid: "u1", SandboxId: sb, Container: "a", ContainerId: id, State: "created"})
 	if got := w.s.Pods[pk].Containers[id].State; got != "running" {
 		t.Fatalf("state %s after a stale 'created' observation, want running", got)

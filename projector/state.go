@@ -6,20 +6,23 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 )
 
 // SchemaVersion of the canonical state encoding (snapshots). Bump it when a
 // change to the state types would make an old snapshot fold differently; old
 // snapshots are then ignored and state is rebuilt from the log.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // State is everything the agent knows, as of event Seq.
 type State struct {
 	Seq  uint64 `json:"seq"`
 	Time int64  `json:"time"` // unix nanoseconds of event Seq
 
-	Agent   Agent   `json:"agent"`
-	Runtime Runtime `json:"runtime"`
+	Agent     Agent     `json:"agent"`
+	Runtime   Runtime   `json:"runtime"`
+	Apiserver Apiserver `json:"apiserver"`
 	// Sources by "<source> <location>", e.g. "file /etc/kubernetes/manifests".
 	Sources map[string]*Source `json:"sources,omitempty"`
 	// Manifests by path (file path or URL): what each one last said.
@@ -41,6 +44,25 @@ type Agent struct {
 	StartedAt  int64  `json:"startedAt,omitempty"`
 	StoppedAt  int64  `json:"stoppedAt,omitempty"`
 	StopReason string `json:"stopReason,omitempty"`
+	// StartSeq is the seq of this run's AgentStarted: intents before it
+	// were planned by an earlier run.
+	StartSeq uint64 `json:"startSeq,omitempty"`
+	NodeIP   string `json:"nodeIP,omitempty"`
+	// Apiserver: a kubeconfig was given in this run, so mirrors are kept.
+	Apiserver bool `json:"apiserver,omitempty"`
+}
+
+// Apiserver is the connection to the kube-apiserver that holds the mirrors.
+type Apiserver struct {
+	Connected bool   `json:"connected"`
+	Host      string `json:"host,omitempty"`
+	NodeUID   string `json:"nodeUID,omitempty"`
+	Version   string `json:"version,omitempty"`
+	// MirrorsSynced: this connection listed the node's pods, so a mirror
+	// the state does not hold is not there.
+	MirrorsSynced bool   `json:"mirrorsSynced,omitempty"`
+	Since         int64  `json:"since,omitempty"`
+	Reason        string `json:"reason,omitempty"`
 }
 
 // Runtime is the container runtime connection.
@@ -164,6 +186,8 @@ type Container struct {
 	// Grace is the termination grace period (seconds) of the spec it was started from.
 	Grace int64 `json:"grace,omitempty"`
 	Stale bool  `json:"stale,omitempty"` // see Sandbox.Stale
+	// ImageRef is the image the runtime resolved when it started the container.
+	ImageRef string `json:"imageRef,omitempty"`
 }
 
 // Mirror is the mirror pod in the apiserver, as last observed.
@@ -173,34 +197,39 @@ type Mirror struct {
 	Deleting     bool   `json:"deleting,omitempty"`
 	Phase        string `json:"phase,omitempty"`
 	Since        int64  `json:"since"`
+	// StatusHash is the last status published to this mirror (StatusHash of APIStatus).
+	StatusHash string `json:"statusHash,omitempty"`
 }
 
 // Action is an intent and, once recorded, its outcome.
 type Action struct {
-	Seq       uint64 `json:"seq"`
-	Action    string `json:"action"`
-	Container string `json:"container,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-	At        int64  `json:"at"`
-	Done      bool   `json:"done"`
-	OK        bool   `json:"ok"`
-	Error     string `json:"error,omitempty"`
-	ErrReason string `json:"errReason,omitempty"`
+	Seq       uint64    `json:"seq"`
+	Action    pb.Action `json:"action"`
+	Container string    `json:"container,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	At        int64     `json:"at"`
+	Done      bool      `json:"done"`
+	OK        bool      `json:"ok"`
+	Error     string    `json:"error,omitempty"`
+	ErrReason string    `json:"errReason,omitempty"`
 }
 
 // PendingIntent is an intent with no outcome yet.
 type PendingIntent struct {
-	Pod         string `json:"pod"`
-	Action      string `json:"action"`
-	UID         string `json:"uid,omitempty"`
-	Container   string `json:"container,omitempty"`
-	Attempt     uint32 `json:"attempt,omitempty"`
-	SandboxID   string `json:"sandboxId,omitempty"`
-	ContainerID string `json:"containerId,omitempty"`
-	Grace       int64  `json:"grace,omitempty"`
-	Init        bool   `json:"init,omitempty"`
-	At          int64  `json:"at"`
-	Generation  int    `json:"generation,omitempty"` // the pod's spec version when planned
+	Pod         string    `json:"pod"`
+	Action      pb.Action `json:"action"`
+	UID         string    `json:"uid,omitempty"`
+	Container   string    `json:"container,omitempty"`
+	Attempt     uint32    `json:"attempt,omitempty"`
+	SandboxID   string    `json:"sandboxId,omitempty"`
+	ContainerID string    `json:"containerId,omitempty"`
+	Grace       int64     `json:"grace,omitempty"`
+	Init        bool      `json:"init,omitempty"`
+	At          int64     `json:"at"`
+	Generation  int       `json:"generation,omitempty"` // the pod's spec version when planned
+	MirrorUID   string    `json:"mirrorUID,omitempty"`
+	ConfigHash  string    `json:"configHash,omitempty"`
+	StatusHash  string    `json:"statusHash,omitempty"`
 }
 
 // New returns the state before any event.

@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+
+	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 )
 
 // PodView is one pod as `ledgerlet pods -o json` shows it (DESIGN.md's CLI
@@ -102,7 +104,7 @@ func (p *Pod) View(now int64) PodView {
 		v.Mirror = &MirrorView{UID: p.Mirror.UID, Current: p.Mirror.ConfigMirror == p.ConfigHash, Deleting: p.Mirror.Deleting}
 	}
 	for _, sb := range sortedSandboxes(p) {
-		if sb.UID == p.UID && sb.State == "ready" {
+		if sb.UID == p.UID && sb.State == pb.StateReady {
 			v.IP = sb.IP
 		}
 	}
@@ -136,7 +138,7 @@ func (p *Pod) View(now int64) PodView {
 	ready, apps, running, exitedOK, exitedFail := 0, 0, 0, 0, 0
 	for _, sl := range slots {
 		cv := ContainerView{Name: sl.name, Init: sl.init, State: "waiting"}
-		if c := previous[sl.name]; c != nil && c.State == "exited" {
+		if c := previous[sl.name]; c != nil && c.State == pb.StateExited {
 			cv.LastState = &Terminated{ContainerID: c.ID, ExitCode: c.ExitCode, Reason: c.Reason, FinishedAt: c.FinishedAt}
 		}
 		if c := latest[sl.name]; c != nil {
@@ -146,10 +148,10 @@ func (p *Pod) View(now int64) PodView {
 			cv.Reason = c.Reason
 			cv.StartedAt = c.StartedAt
 			switch c.State {
-			case "running":
-				cv.State = "running"
-			case "exited":
-				cv.State = "exited"
+			case pb.StateRunning:
+				cv.State = pb.StateRunning
+			case pb.StateExited:
+				cv.State = pb.StateExited
 			}
 		}
 		if f := p.Failures[sl.name]; f != nil && cv.State != "running" {

@@ -152,6 +152,9 @@ func Summary(e eventlog.Event) string {
 		if d.Container != "" {
 			s += " " + d.Container
 		}
+		if d.MirrorUid != "" {
+			s += " mirror " + d.MirrorUid
+		}
 		if d.Reason != "" {
 			s += ": " + d.Reason
 		}
@@ -162,9 +165,19 @@ func Summary(e eventlog.Event) string {
 		}
 		return fmt.Sprintf("outcome of #%d: failed: %s", d.IntentSeq, strings.TrimSpace(d.Reason+" "+d.Error))
 	case *pb.MirrorObserved:
-		return fmt.Sprintf("mirror %s observed (deleting=%t)", d.MirrorUid, d.Deleting)
+		s := fmt.Sprintf("mirror %s observed (config %s)", d.MirrorUid, d.ConfigMirror)
+		if d.Deleting {
+			s += " being deleted"
+		}
+		return s
 	case *pb.MirrorGone:
 		return fmt.Sprintf("mirror %s gone", d.MirrorUid)
+	case *pb.ApiserverConnected:
+		return fmt.Sprintf("apiserver %s connected (%s), node uid %s", d.Host, d.ServerVersion, d.NodeUid)
+	case *pb.ApiserverDisconnected:
+		return fmt.Sprintf("apiserver %s lost: %s", d.Host, d.Reason)
+	case *pb.MirrorsSynced:
+		return fmt.Sprintf("mirror pods listed (%d)", d.Mirrors)
 	}
 	return e.Type()
 }

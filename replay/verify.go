@@ -100,6 +100,14 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 			if !intents[d.IntentSeq] && d.IntentSeq >= first {
 				rep.Divergences = append(rep.Divergences, fmt.Sprintf("seq %d: outcome for #%d, which is not an earlier intent", e.Seq, d.IntentSeq))
 			}
+			if d.Reason == pb.ReasonReconciled && a.Agent.StartSeq > 0 {
+				// Settling an earlier run's intent is a decision too: the
+				// planner must make it on the state just before.
+				rep.Decisions++
+				if !plansReconcile(a, e.Time.UnixNano(), d.IntentSeq) {
+					rep.Divergences = append(rep.Divergences, fmt.Sprintf("seq %d: intent #%d settled as %s, which the planner does not decide at seq %d", e.Seq, d.IntentSeq, d.Reason, e.Seq-1))
+				}
+			}
 		}
 		a.Apply(e)
 		b.Apply(e)
@@ -133,4 +141,13 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 func decisionKey(seq uint64, t int64, pod string, in *pb.Intent) string {
 	return fmt.Sprintf("%d|%d|%s|%s|%s|%s|%d|%s|%s|%d|%s|%s", seq, t, pod, in.Action, in.Uid, in.Container, in.Attempt,
 		in.SandboxId, in.ContainerId, in.GracePeriodSeconds, in.Image, in.Reason)
+}
+
+func plansReconcile(s *projector.State, now int64, intentSeq uint64) bool {
+	for _, r := range s.Plan(now).Reconcile {
+		if r.IntentSeq == intentSeq {
+			return true
+		}
+	}
+	return false
 }

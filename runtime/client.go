@@ -40,6 +40,8 @@ type Config struct {
 	// runtime (or tests) never see each other's pods. The agent uses its node
 	// name. Default "true".
 	ManagedBy string
+	// HostIP is the node's address, for status.hostIP in env fieldRefs.
+	HostIP string
 	// Logger receives one line per action. Default slog.Default().
 	Logger *slog.Logger
 }

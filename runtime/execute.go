@@ -9,19 +9,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
-	"github.com/ledgerlet/ledgerlet/projector"
 )
 
-// Execute carries out one planned intent against the runtime and returns its
-// outcome (IntentSeq is left for the caller). pod is the spec the intent was
-// planned from; it is nil for teardown of a pod no manifest names any more.
-func (r *Runtime) Execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, opts ExecOptions) *pb.Outcome {
-	out, err := r.execute(ctx, pod, in, opts)
+// Execute carries out one runtime-lane intent (Runtime is the runtime
+// lane's Effector). job.Spec is the spec the intent was planned from; it is
+// nil for teardown of a pod no manifest names any more.
+func (r *Runtime) Execute(ctx context.Context, job Job) *pb.Outcome {
+	out, err := r.execute(ctx, job.Spec, job.Intent)
 	if err != nil {
 		out.Ok = false
 		out.Error = err.Error()
 		if out.Reason == "" {
-			out.Reason = "RuntimeError"
+			out.Reason = pb.ReasonRuntimeError
 		}
 		return out
 	}
@@ -29,20 +28,10 @@ func (r *Runtime) Execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, o
 	return out
 }
 
-// ExecOptions are facts about the node and the pod that an action needs
-// beyond the intent and the spec.
-type ExecOptions struct {
-	// LastOfUID says no other sandbox of the intent's UID remains, so a
-	// removed sandbox takes the pod's cgroup and emptyDirs with it.
-	LastOfUID bool
-	// HostIP is the node's address (status.hostIP).
-	HostIP string
-}
-
-func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, opts ExecOptions) (*pb.Outcome, error) {
+func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent) (*pb.Outcome, error) {
 	out := &pb.Outcome{}
-	switch in.Action {
-	case projector.ActionRunSandbox:
+	switch pb.Action(in.Action) {
+	case pb.ActionRunSandbox:
 		if pod == nil {
 			return out, fmt.Errorf("run sandbox: no spec for uid %s", in.Uid)
 		}
@@ -57,7 +46,7 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, o
 		}
 		return out, nil
 
-	case projector.ActionStartContainer:
+	case pb.ActionStartContainer:
 		if pod == nil {
 			return out, fmt.Errorf("start container: no spec for uid %s", in.Uid)
 		}
@@ -74,7 +63,7 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, o
 		out.ImageRef = ref
 		id, err := r.CreateContainer(ctx, pod, c, in.SandboxId, ContainerOptions{
 			RestartCount: int(in.Attempt), ImageRef: ref, Type: typ,
-			Fields: FieldValues{NodeName: pod.Spec.NodeName, HostIP: opts.HostIP},
+			Fields: FieldValues{NodeName: pod.Spec.NodeName, HostIP: r.cfg.HostIP},
 		})
 		if err != nil {
 			out.Reason = "CreateContainerError"
@@ -92,30 +81,30 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent, o
 		out.ContainerId = id
 		return out, nil
 
-	case projector.ActionStopContainer:
+	case pb.ActionStopContainer:
 		grace := time.Duration(in.GracePeriodSeconds) * time.Second
 		if err := r.StopContainer(ctx, in.ContainerId, grace); err != nil && !isNotFound(err) {
 			return out, err
 		}
 		return out, nil
 
-	case projector.ActionRemoveContainer:
+	case pb.ActionRemoveContainer:
 		if err := r.RemoveContainer(ctx, in.ContainerId); err != nil && !isNotFound(err) {
 			return out, err
 		}
 		return out, nil
 
-	case projector.ActionStopSandbox:
+	case pb.ActionStopSandbox:
 		if err := r.StopPodSandbox(ctx, in.SandboxId); err != nil && !isNotFound(err) {
 			return out, err
 		}
 		return out, nil
 
-	case projector.ActionRemoveSandbox:
+	case pb.ActionRemoveSandbox:
 		if err := r.RemovePodSandbox(ctx, in.SandboxId); err != nil && !isNotFound(err) {
 			return out, err
 		}
-		if opts.LastOfUID {
+		if in.RemovePodData {
 			// containerd leaves the pod's cgroup parent behind; emptyDirs are ours.
 			if err := r.RemovePodCgroup(in.Uid); err != nil {
 				return out, fmt.Errorf("remove cgroup of pod %s: %w", in.Uid, err)

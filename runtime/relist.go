@@ -3,6 +3,8 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sort"
 	"time"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
@@ -162,8 +164,101 @@ func sortedKeys[V any](m map[string]V) []string {
 	for k := range m {
 		out = append(out, k)
 	}
-	sortStrings(out)
+	sort.Strings(out)
 	return out
+}
+
+// Observer records what the runtime holds: it relists every Period and
+// appends only what changed, and records losing and regaining the runtime,
+// with back-off between attempts. The first relist of a run records every
+// object found as adopted, before RuntimeConnected, so nothing is planned on
+// a half-known runtime.
+type Observer struct {
+	Runtime    *Runtime
+	Endpoint   string
+	Log        Recorder
+	Projection Projection
+	Logger     *slog.Logger
+	Period     time.Duration    // default 1s
+	Now        func() time.Time // default time.Now
+}
+
+// Run observes until ctx is done or the log refuses an append.
+func (o *Observer) Run(ctx context.Context) error {
+	if o.Period <= 0 {
+		o.Period = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	connected, adopt := false, true
+	backoff := o.Period
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		var evs []eventlog.Event
+		var version VersionInfo
+		err := func() error {
+			if !connected {
+				v, err := o.Runtime.Version(ctx)
+				if err != nil {
+					return err
+				}
+				version = v
+			}
+			l, err := o.Runtime.list(ctx, o.Now())
+			if err != nil {
+				return err
+			}
+			var known map[string]knownPod
+			o.Projection.Read(func(s *projector.State) { known = knownObjects(s) })
+			evs, err = observations(ctx, o.Runtime, known, l, adopt)
+			return err
+		}()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if connected {
+				o.Logger.Warn("runtime lost", "endpoint", o.Endpoint, "err", err)
+				if _, aerr := o.Log.Append(ctx, disconnectedEvent(o.Endpoint, err)); aerr != nil {
+					return fmt.Errorf("record runtime lost: %w", aerr)
+				}
+				connected = false
+			} else if adopt {
+				o.Logger.Warn("runtime not reachable yet", "endpoint", o.Endpoint, "err", err)
+			}
+			backoff = min(backoff*2, 30*time.Second)
+			timer.Reset(backoff)
+			continue
+		}
+		backoff = o.Period
+		if !connected {
+			// The picture of the runtime lands before the connection does.
+			evs = append(evs, connectedEvent(o.Endpoint, version))
+		}
+		if len(evs) > 0 {
+			if _, err := o.Log.Append(ctx, evs...); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("record observations: %w", err)
+			}
+		}
+		if !connected {
+			o.Logger.Info("runtime connected", "endpoint", o.Endpoint, "runtime", version.RuntimeName, "version", version.RuntimeVersion, "adopted", adopt)
+		}
+		connected, adopt = true, false
+		timer.Reset(o.Period)
+	}
 }
 
 func connectedEvent(endpoint string, v VersionInfo) eventlog.Event {

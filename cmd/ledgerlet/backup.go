@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ledgerlet/ledgerlet/cmd/ledgerlet/internal/api"
 	"github.com/ledgerlet/ledgerlet/eventlog"
 )
 
@@ -19,17 +20,17 @@ func newBackupCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dst := args[0]
-			a, err := dialAgent(filepath.Join(dataDir, "ledgerlet.sock"))
+			a, err := api.Dial(filepath.Join(dataDir, "ledgerlet.sock"))
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			defer a.Close()
-			resp, err := a.get(cmd.Context(), "/v1/backup", nil)
+			body, err := a.Backup(cmd.Context())
 			if err != nil {
-				return err
+				return asUsage(err)
 			}
-			defer resp.Body.Close()
-			n, err := writeFileAtomic(dst, resp.Body)
+			defer body.Close()
+			n, err := writeFileAtomic(dst, body)
 			if err != nil {
 				return err
 			}

@@ -1,22 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ledgerlet/ledgerlet/cmd/ledgerlet/internal/api"
 	"github.com/ledgerlet/ledgerlet/eventlog"
 	"github.com/ledgerlet/ledgerlet/projector"
 	"github.com/ledgerlet/ledgerlet/replay"
@@ -55,7 +48,39 @@ func (r *readFlags) open() (ledger, error) {
 	if r.db != "" {
 		return openOffline(r.db)
 	}
-	return dialAgent(filepath.Join(r.dataDir, "ledgerlet.sock"))
+	c, err := api.Dial(filepath.Join(r.dataDir, "ledgerlet.sock"))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return agentLedger{c}, nil
+}
+
+// agentLedger is the running agent, its errors made usage errors where the
+// command was asked wrongly (no agent; a bad request).
+type agentLedger struct{ c *api.Client }
+
+func (a agentLedger) Pods(ctx context.Context) ([]projector.PodView, error) {
+	v, err := a.c.Pods(ctx)
+	return v, asUsage(err)
+}
+
+func (a agentLedger) Events(ctx context.Context, f replay.Filter, follow bool, fn func(replay.Entry) error) error {
+	return asUsage(a.c.Events(ctx, f, follow, fn))
+}
+
+func (a agentLedger) History(ctx context.Context, pod string) ([]replay.Entry, error) {
+	v, err := a.c.History(ctx, pod)
+	return v, asUsage(err)
+}
+
+func (a agentLedger) Close() error { return a.c.Close() }
+
+func asUsage(err error) error {
+	var bad api.BadRequest
+	if errors.Is(err, api.ErrNoAgent) || errors.As(err, &bad) {
+		return usageError{err}
+	}
+	return err
 }
 
 // openOffline opens a log file read-only.
@@ -94,132 +119,3 @@ func (o *offlineLedger) History(ctx context.Context, pod string) ([]replay.Entry
 }
 
 func (o *offlineLedger) Close() error { return o.log.Close() }
-
-// agentClient talks HTTP to the agent over its unix socket.
-type agentClient struct {
-	sock string
-	http *http.Client
-}
-
-func dialAgent(sock string) (*agentClient, error) {
-	if _, err := os.Stat(sock); err != nil {
-		return nil, usagef("no running agent at %s (start `ledgerlet run`, or read a log file with --db)", sock)
-	}
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}
-	return &agentClient{sock: sock, http: &http.Client{Transport: tr}}, nil
-}
-
-func (a *agentClient) get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
-	u := "http://ledgerlet" + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-			return nil, usagef("no running agent at %s (start `ledgerlet run`, or read a log file with --db)", a.sock)
-		}
-		return nil, fmt.Errorf("ask agent at %s: %w", a.sock, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		var e struct{ Error string }
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			if resp.StatusCode == http.StatusBadRequest {
-				return nil, usagef("%s", e.Error)
-			}
-			return nil, errors.New(e.Error)
-		}
-		return nil, fmt.Errorf("agent answered %s", resp.Status)
-	}
-	return resp, nil
-}
-
-func (a *agentClient) Pods(ctx context.Context) ([]projector.PodView, error) {
-	resp, err := a.get(ctx, "/v1/pods", nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var out podsJSON
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("read pods from agent: %w", err)
-	}
-	return out.Pods, nil
-}
-
-func (a *agentClient) Events(ctx context.Context, f replay.Filter, follow bool, fn func(replay.Entry) error) error {
-	q := filterQuery(f)
-	if follow {
-		q.Set("follow", "1")
-	}
-	resp, err := a.get(ctx, "/v1/events", q)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return decodeEntries(ctx, resp.Body, fn)
-}
-
-func (a *agentClient) History(ctx context.Context, pod string) ([]replay.Entry, error) {
-	resp, err := a.get(ctx, "/v1/history", url.Values{"pod": {pod}})
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var out []replay.Entry
-	err = decodeEntries(ctx, resp.Body, func(e replay.Entry) error {
-		out = append(out, e)
-		return nil
-	})
-	return out, err
-}
-
-func (a *agentClient) Close() error {
-	a.http.CloseIdleConnections()
-	return nil
-}
-
-func decodeEntries(ctx context.Context, r io.Reader, fn func(replay.Entry) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 32<<20)
-	for sc.Scan() {
-		var e replay.Entry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return fmt.Errorf("read event from agent: %w", err)
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("read events from agent: %w", err)
-	}
-	return nil
-}
-
-func filterQuery(f replay.Filter) url.Values {
-	q := url.Values{}
-	if f.Pod != "" {
-		q.Set("pod", f.Pod)
-	}
-	if !f.Since.IsZero() {
-		q.Set("since", f.Since.Format(time.RFC3339Nano))
-	}
-	if !f.Until.IsZero() {
-		q.Set("until", f.Until.Format(time.RFC3339Nano))
-	}
-	return q
-}
-
-type podsJSON struct {
-	Pods []projector.PodView `json:"pods"`
-}

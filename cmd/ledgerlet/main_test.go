@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,10 +16,13 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ledgerlet/ledgerlet/cmd/ledgerlet/internal/api"
 	"github.com/ledgerlet/ledgerlet/eventlog"
-	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 	"github.com/ledgerlet/ledgerlet/projector"
+	"github.com/ledgerlet/ledgerlet/projector/projectortest"
 )
+
+type podsJSON = api.PodsResponse
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
@@ -208,48 +214,9 @@ func TestSecondAgentOnSameDataDirIsRefused(t *testing.T) {
 	}
 }
 
-// seedLog writes a log with a pod, its containers and a snapshot, offline.
-func seedLog(t *testing.T, path string) {
-	t.Helper()
-	l, err := eventlog.Open(path, eventlog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ctx := context.Background()
-	spec := `{"metadata":{"name":"web-node1","namespace":"default","uid":"u1"},"spec":{"containers":[{"name":"httpd","image":"localhost/busybox:1.36"}]}}`
-	spec2 := strings.Replace(spec, "busybox:1.36", "busybox:1.37", 1)
-	evs := []eventlog.Event{
-		{Data: &pb.AgentStarted{Version: "test", NodeName: "node1"}},
-		{Pod: "default/web-node1", Blobs: [][]byte{[]byte("raw")}, Data: &pb.ManifestAdded{Source: "file", Path: "/m/web.yaml", ContentHash: "h1", Uid: "u1", ConfigHash: "u1", PodJson: []byte(spec)}},
-		{Pod: "default/web-node1", Data: &pb.SandboxObserved{Uid: "u1", SandboxId: "sb1", State: "ready", Ip: "10.88.77.9"}},
-		{Pod: "default/web-node1", Data: &pb.ContainerObserved{Uid: "u1", SandboxId: "sb1", Container: "httpd", ContainerId: "c1", State: "running"}},
-	}
-	for _, e := range evs {
-		if _, err := l.Append(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(5 * time.Millisecond)
-	if _, err := l.Append(ctx, eventlog.Event{Pod: "default/web-node1", Data: &pb.ManifestChanged{Source: "file", Path: "/m/web.yaml", ContentHash: "h2", Uid: "u2", ConfigHash: "u2", PodJson: []byte(spec2), PreviousUid: "u1"}}); err != nil {
-		t.Fatal(err)
-	}
-	st := projector.New()
-	if err := l.Read(ctx, 1, 0, func(e eventlog.Event) error { st.Apply(e); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := st.Canonical()
-	if err := l.SaveSnapshot(ctx, eventlog.Snapshot{Seq: st.Seq, State: b}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Append(ctx, eventlog.Event{Data: &pb.AgentStopped{Reason: "signal"}}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestOfflineReadCommands(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "ledger.db")
-	seedLog(t, db)
+	projectortest.SeedLog(t, db)
 	before, _ := os.ReadFile(db)
 
 	out, errOut, code := cli(t, "pods", "--db", db, "-o", "json")
@@ -302,7 +269,7 @@ func TestOfflineReadCommands(t *testing.T) {
 
 func TestReplayVerifyFindsDivergentSnapshot(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "ledger.db")
-	seedLog(t, db)
+	projectortest.SeedLog(t, db)
 	l, err := eventlog.Open(db, eventlog.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -491,5 +458,33 @@ func TestEventsFollowStreamsNewEvents(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("events --follow did not stop when interrupted")
+	}
+}
+
+func TestHealthzAndMetrics(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	startAgent(t, t.TempDir(), "--healthz-bind-address", addr)
+	get := func(path string) string {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := get("/healthz"); strings.TrimSpace(got) != "ok" {
+		t.Fatalf("/healthz: %q", got)
+	}
+	m := get("/metrics")
+	for _, name := range []string{"ledgerlet_log_last_seq", "ledgerlet_append_duration_seconds", "ledgerlet_events_folded_total", "ledgerlet_pods"} {
+		if !strings.Contains(m, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ledgerlet/ledgerlet/cmd/ledgerlet/internal/api"
 	"github.com/ledgerlet/ledgerlet/projector"
 )
 
@@ -43,7 +44,7 @@ func printPods(w io.Writer, output string, pods []projector.PodView, now time.Ti
 	if output == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(podsJSON{Pods: pods})
+		return enc.Encode(api.PodsResponse{Pods: pods})
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tSOURCE")

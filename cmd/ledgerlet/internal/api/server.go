@@ -1,4 +1,7 @@
-package main
+// Package api is the agent's local API on its unix socket <data-dir>/ledgerlet.sock:
+// the server the agent runs, the client the read commands use, and the wire
+// types between them. It serves only reads of the ledger and the projection.
+package api
 
 import (
 	"context"
@@ -12,17 +15,35 @@ import (
 	"time"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
+	"github.com/ledgerlet/ledgerlet/projector"
 	"github.com/ledgerlet/ledgerlet/replay"
 )
 
-// api serves the read commands over the agent's unix socket.
-type api struct {
-	log    *eventlog.Log
-	proj   *projection
-	logger *slog.Logger
+// StateReader is the agent's live projection as the API reads it.
+type StateReader interface {
+	// WaitFor returns once event seq has been folded.
+	WaitFor(ctx context.Context, seq uint64) error
+	// Views renders the pods as of now.
+	Views(now time.Time) []projector.PodView
 }
 
-func (a *api) handler() http.Handler {
+// Server serves the read commands over the agent's unix socket.
+type Server struct {
+	Log    *eventlog.Log
+	State  StateReader
+	Logger *slog.Logger
+}
+
+// Serve returns an actor serving on l until its ctx ends.
+func (a *Server) Serve(l net.Listener) func(context.Context) error {
+	return func(ctx context.Context) error {
+		srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return ctx }}
+		return ServeHTTP(ctx, srv, l)
+	}
+}
+
+func (a *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/pods", a.pods)
 	mux.HandleFunc("GET /v1/events", a.events)
@@ -31,16 +52,16 @@ func (a *api) handler() http.Handler {
 	return mux
 }
 
-func (a *api) pods(w http.ResponseWriter, r *http.Request) {
+func (a *Server) pods(w http.ResponseWriter, r *http.Request) {
 	// Answer with everything committed when the request arrived.
-	if err := a.proj.WaitFor(r.Context(), a.log.LastSeq()); err != nil {
+	if err := a.State.WaitFor(r.Context(), a.Log.LastSeq()); err != nil {
 		httpError(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	writeJSON(w, podsJSON{Pods: a.proj.Views(time.Now())})
+	writeJSON(w, PodsResponse{Pods: a.State.Views(time.Now())})
 }
 
-func (a *api) filter(r *http.Request) (replay.Filter, error) {
+func (a *Server) filter(r *http.Request) (replay.Filter, error) {
 	q := r.URL.Query()
 	f := replay.Filter{Pod: q.Get("pod")}
 	for _, p := range []struct {
@@ -58,7 +79,7 @@ func (a *api) filter(r *http.Request) (replay.Filter, error) {
 	return f, nil
 }
 
-func (a *api) events(w http.ResponseWriter, r *http.Request) {
+func (a *Server) events(w http.ResponseWriter, r *http.Request) {
 	f, err := a.filter(r)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err)
@@ -70,16 +91,16 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 		return enc.Encode(replay.Entry{JSONEvent: replay.ToJSON(e), Summary: replay.Summary(e)})
 	}
 	if r.URL.Query().Get("follow") == "" {
-		if err := replay.Events(r.Context(), a.log, f, emit); err != nil {
-			a.logger.Warn("serve events", "err", err)
+		if err := replay.Events(r.Context(), a.Log, f, emit); err != nil {
+			a.Logger.Warn("serve events", "err", err)
 		}
 		return
 	}
-	from, _, err := f.Range(a.log)
+	from, _, err := f.Range(a.Log)
 	if err != nil {
-		from = a.log.LastSeq() + 1
+		from = a.Log.LastSeq() + 1
 	}
-	sub := a.log.Subscribe(from)
+	sub := a.Log.Subscribe(from)
 	defer sub.Close()
 	flusher, _ := w.(http.Flusher)
 	for {
@@ -102,13 +123,13 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (a *api) history(w http.ResponseWriter, r *http.Request) {
+func (a *Server) history(w http.ResponseWriter, r *http.Request) {
 	pod := r.URL.Query().Get("pod")
 	if pod == "" {
 		httpError(w, http.StatusBadRequest, errors.New("pod is required"))
 		return
 	}
-	entries, err := replay.History(r.Context(), a.log, pod, replay.Filter{})
+	entries, err := replay.History(r.Context(), a.Log, pod, replay.Filter{})
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, err)
 		return
@@ -122,10 +143,10 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (a *api) backup(w http.ResponseWriter, _ *http.Request) {
+func (a *Server) backup(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
-	if _, err := a.log.Backup(w); err != nil {
-		a.logger.Warn("backup failed", "err", err)
+	if _, err := a.Log.Backup(w); err != nil {
+		a.Logger.Warn("backup failed", "err", err)
 	}
 }
 
@@ -142,9 +163,11 @@ func httpError(w http.ResponseWriter, code int, err error) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 }
 
-// listenUnix listens on path with mode 0600, replacing a stale socket left by
-// a crashed agent but refusing to steal one that answers.
-func listenUnix(path string) (net.Listener, error) {
+// Listen listens on the unix socket path with mode 0600, replacing a stale
+// socket left by a crashed agent but refusing to steal one that answers. The
+// socket lives in the data dir, which is 0700, so it is never reachable by
+// others, not even between its creation and the chmod.
+func Listen(path string) (net.Listener, error) {
 	if _, err := os.Stat(path); err == nil {
 		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 			c.Close()
@@ -165,8 +188,8 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// serveHTTP runs srv on l until ctx is done, then shuts it down.
-func serveHTTP(ctx context.Context, srv *http.Server, l net.Listener) error {
+// ServeHTTP runs srv on l until ctx is done, then shuts it down.
+func ServeHTTP(ctx context.Context, srv *http.Server, l net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {

@@ -1,18 +1,15 @@
-package main
+package agent
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
+	"github.com/ledgerlet/ledgerlet/projector/projectortest"
 	"github.com/ledgerlet/ledgerlet/replay"
 )
 
@@ -22,7 +19,7 @@ import (
 func TestRetentionKeepsEverythingAfterTheCutReplayable(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	seedLog(t, path)
+	projectortest.SeedLog(t, path)
 	l, err := eventlog.Open(path, eventlog.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -61,33 +58,5 @@ func TestRetentionKeepsEverythingAfterTheCutReplayable(t *testing.T) {
 	rep, err := replay.Verify(ctx, l)
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify after compaction: %v %v", err, rep.Divergences)
-	}
-}
-
-func TestHealthzAndMetrics(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	startAgent(t, t.TempDir(), "--healthz-bind-address", addr)
-	get := func(path string) string {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	if got := get("/healthz"); strings.TrimSpace(got) != "ok" {
-		t.Fatalf("/healthz: %q", got)
-	}
-	m := get("/metrics")
-	for _, name := range []string{"ledgerlet_log_last_seq", "ledgerlet_append_duration_seconds", "ledgerlet_events_folded_total", "ledgerlet_pods"} {
-		if !strings.Contains(m, name) {
-			t.Errorf("/metrics lacks %s", name)
-		}
 	}
 }
