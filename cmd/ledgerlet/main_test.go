@@ -488,3 +488,40 @@ func TestHealthzAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestBusyHealthPortDoesNotStopTheAgent: pods come first. A taken
+// --healthz-bind-address is logged and retried; the agent runs.
+func TestBusyHealthPortDoesNotStopTheAgent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a := startAgent(t, t.TempDir(), "--healthz-bind-address", ln.Addr().String())
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case code := <-a.done:
+		t.Fatalf("agent exited with %d: %s", code, a.stderr.String())
+	default:
+	}
+	if out, _, code := cli(t, "pods", "--data-dir", a.dataDir); code != 0 {
+		t.Fatalf("pods: %d %s", code, out)
+	}
+}
+
+// TestDataDirIsTightened: an existing data dir left open to others is made
+// private (the socket in it answers every read command).
+func TestDataDirIsTightened(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, dir)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir mode %v, want 0700", fi.Mode().Perm())
+	}
+}

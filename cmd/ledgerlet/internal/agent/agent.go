@@ -171,7 +171,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	actor("projection", proj.Run)
 	actor("api", (&api.Server{Log: log, State: proj, Logger: logger}).Serve(sock))
 	if cfg.HealthzBind != "" {
-		actor("healthz", (&healthServer{addr: cfg.HealthzBind, reg: reg, logger: logger}).Run)
+		// Bound now when it can be, so /healthz answers once the socket does.
+		hs := &healthServer{addr: cfg.HealthzBind, reg: reg, logger: logger}
+		hs.l, _ = net.Listen("tcp", cfg.HealthzBind)
+		actor("healthz", hs.Run)
 	}
 	actor("retention", (&retention{log: log, policy: eventlog.Retention{MaxAge: cfg.RetentionAge, MaxBytes: cfg.RetentionBytes}, logger: logger}).Run)
 	for _, s := range srcs.actors {
@@ -224,12 +227,17 @@ type healthServer struct {
 	addr   string
 	reg    *prometheus.Registry
 	logger *slog.Logger
+	l      net.Listener // bound at start, or nil: Run retries
 }
 
 func (h *healthServer) Run(ctx context.Context) error {
 	backoff := time.Second
 	for {
-		l, err := net.Listen("tcp", h.addr)
+		l, err := h.l, error(nil)
+		if l == nil {
+			l, err = net.Listen("tcp", h.addr)
+		}
+		h.l = nil
 		if err == nil {
 			srv := &http.Server{Handler: healthMux(h.reg), ReadHeaderTimeout: 5 * time.Second,
 				BaseContext: func(net.Listener) context.Context { return ctx }}
