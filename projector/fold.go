@@ -153,6 +153,9 @@ func (s *State) apply(e eventlog.Event) bool {
 		if prev != nil {
 			c.Grace, c.Stale, c.ImageRef = prev.Grace, prev.Stale, prev.ImageRef
 		}
+		if d.GracePeriodSeconds > 0 {
+			c.Grace = d.GracePeriodSeconds
+		}
 		p.Containers[d.ContainerId] = c
 		if d.State == pb.StateExited && (prev == nil || prev.State != pb.StateExited) && d.Uid == p.UID {
 			p.noteExit(c, now)
@@ -167,12 +170,19 @@ func (s *State) apply(e eventlog.Event) bool {
 		in := &PendingIntent{
 			Pod: e.Pod, Action: pb.Action(d.Action), UID: d.Uid, Container: d.Container, Attempt: d.Attempt,
 			SandboxID: d.SandboxId, ContainerID: d.ContainerId, Grace: d.GracePeriodSeconds, At: now,
-			MirrorUID: d.MirrorUid, ConfigHash: d.ConfigHash, StatusHash: d.StatusHash,
+			MirrorUID: d.MirrorUid, ConfigHash: d.ConfigHash, StatusHash: d.StatusHash, RemovePodData: d.RemovePodData,
 		}
 		if p := s.Pods[e.Pod]; p != nil {
 			in.Generation = p.Generation
 		}
 		s.Pending[e.Seq] = in
+		if p := s.Pods[e.Pod]; p != nil && d.RemovePodData && d.Uid != "" {
+			// From here until confirmed, the UID's data may be left behind.
+			if p.Leftovers == nil {
+				p.Leftovers = map[string]bool{}
+			}
+			p.Leftovers[d.Uid] = true
+		}
 		if p := s.Pods[e.Pod]; p != nil {
 			p.LastAction = &Action{Seq: e.Seq, Action: pb.Action(d.Action), Container: d.Container, Reason: d.Reason, At: now}
 		}
@@ -293,7 +303,7 @@ func (s *State) pod(key string, now int64) *Pod {
 // dropIfGone forgets a pod that is neither desired nor present in the
 // runtime or (as a mirror) in the apiserver.
 func (s *State) dropIfGone(p *Pod) {
-	if p.Removed && len(p.Sandboxes) == 0 && len(p.Containers) == 0 && p.Mirror == nil {
+	if p.Removed && len(p.Sandboxes) == 0 && len(p.Containers) == 0 && p.Mirror == nil && len(p.Leftovers) == 0 {
 		delete(s.Pods, p.Key())
 	}
 }

@@ -2,6 +2,7 @@ package projector_test
 
 import (
 	"testing"
+	"time"
 
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 	"github.com/ledgerlet/ledgerlet/projector"
@@ -225,5 +226,80 @@ func TestSandboxReplacedKeepsPodData(t *testing.T) {
 			return
 		}
 		w2.do(in)
+	}
+}
+
+// TestEveryFailingStepBacksOff: a container left "created" by a crashed run
+// that containerd refuses to remove (it is still starting it) is retried
+// with back-off, not in a hot loop.
+func TestEveryFailingStepBacksOff(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	w.desire("u1", podSpec("Always", nil, "a"))
+	sb := w.do(w.mustPlan(pb.ActionRunSandbox, "")).SandboxId
+	w.apply(pk, &pb.ContainerObserved{Uid: "u1", SandboxId: sb, Container: "a", ContainerId: "c1", State: pb.StateCreated})
+	in := w.mustPlan(pb.ActionRemoveContainer, "a")
+	iseq := w.apply(pk, in)
+	w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: false, Error: "container is in starting state, can't be removed"})
+	if again, wake := w.plan(); again != nil || wake <= w.now.UnixNano() {
+		t.Fatalf("retried at once: %v (wake %d)", again, wake)
+	}
+	w.advance(1100 * time.Millisecond)
+	if again, _ := w.plan(); again == nil || pb.Action(again.Action) != pb.ActionRemoveContainer {
+		t.Fatalf("not retried after its back-off: %v", again)
+	}
+}
+
+// TestAdoptedContainerIsStoppedWithItsOwnGrace: a container found after a
+// crash carries its version's grace period (its annotation), so a stop
+// never falls back to 30 s.
+func TestAdoptedContainerIsStoppedWithItsOwnGrace(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	w.apply(pk, &pb.SandboxObserved{Uid: "u0", SandboxId: "sb0", State: pb.StateReady, Adopted: true})
+	w.apply(pk, &pb.ContainerObserved{Uid: "u0", SandboxId: "sb0", Container: "a", ContainerId: "c0", State: pb.StateRunning,
+		Adopted: true, GracePeriodSeconds: 1})
+	w.desire("u1", podSpec("Always", nil, "a"))
+	in := w.mustPlan(pb.ActionStopContainer, "a")
+	if in.GracePeriodSeconds != 1 {
+		t.Fatalf("stopped with grace %d, want the version's own 1", in.GracePeriodSeconds)
+	}
+}
+
+// TestCleanupCutShortByACrashIsCompleted: the agent dies after removing the
+// last sandbox but before the pod's cgroup and data; the next run settles
+// the intent and still removes them.
+func TestCleanupCutShortByACrashIsCompleted(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	w.desire("u1", podSpec("Always", nil, "a"))
+	sb := w.do(w.mustPlan(pb.ActionRunSandbox, "")).SandboxId
+	w.apply(pk, &pb.ManifestRemoved{Source: "file", Path: "/m/web.yaml", Uid: "u1"})
+	w.do(w.mustPlan(pb.ActionStopSandbox, ""))
+	rm := w.mustPlan(pb.ActionRemoveSandbox, "")
+	iseq := w.apply(pk, rm) // crash: the sandbox goes, the data stays
+	w.apply("", &pb.AgentStarted{NodeName: "node1"})
+	w.apply(pk, &pb.SandboxGone{Uid: "u1", SandboxId: sb})
+	w.apply("", &pb.RuntimeConnected{})
+	w.apply("", &pb.SourceSynced{Source: "file", Location: "/m"})
+	p := w.s.Plan(w.now.UnixNano())
+	if len(p.Reconcile) != 1 || p.Reconcile[0].IntentSeq != iseq {
+		t.Fatalf("want the dangling removal settled first: %+v", p)
+	}
+	w.apply(pk, &pb.Outcome{IntentSeq: iseq, Reason: pb.ReasonReconciled})
+	in := w.mustPlan(pb.ActionCleanupPod, "")
+	if in.Uid != "u1" {
+		t.Fatalf("cleanup of %s", in.Uid)
+	}
+	// It fails once (a cgroup still busy): retried after a back-off.
+	cseq := w.apply(pk, in)
+	w.apply(pk, &pb.Outcome{IntentSeq: cseq, Ok: false, Error: "device or resource busy"})
+	if again, _ := w.plan(); again != nil {
+		t.Fatalf("retried at once: %v", again)
+	}
+	w.advance(2 * time.Second)
+	w.do(w.mustPlan(pb.ActionCleanupPod, ""))
+	if _, ok := w.s.Pods[pk]; ok {
+		t.Fatal("the pod stays in state after its data was removed")
 	}
 }

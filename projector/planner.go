@@ -203,6 +203,9 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 	if in, wake := p.teardown(keep, now); in != nil || wake != 0 {
 		return in, wake
 	}
+	if in, wake := p.cleanup(keep, now); in != nil || wake != 0 {
+		return in, wake
+	}
 	if !desired {
 		return nil, 0
 	}
@@ -227,7 +230,7 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 		case cur == nil:
 			return p.start(c, sb, true, grace, now, "init container not run")
 		case cur.State == pb.StateCreated:
-			return p.removeUnstarted(cur)
+			return p.removeUnstarted(cur, now)
 		case cur.State == pb.StateRunning || cur.State == pb.StateUnknown:
 			return nil, 0 // wait for it to finish
 		case cur.ExitCode == 0:
@@ -251,7 +254,7 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 			continue
 		}
 		if cur.State == pb.StateCreated {
-			return p.removeUnstarted(cur)
+			return p.removeUnstarted(cur, now)
 		}
 		if cur.State != pb.StateExited {
 			continue
@@ -272,7 +275,8 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 	for _, c := range sortedContainers(p) {
 		if c.State == pb.StateExited && c.UID == p.UID {
 			if latest := p.latest(c.Name, ""); latest != nil && latest.ID != c.ID && latest.Attempt > c.Attempt {
-				return &pb.Intent{Action: string(pb.ActionRemoveContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID, Reason: "superseded by a newer attempt"}, 0
+				return p.retryable(&pb.Intent{Action: string(pb.ActionRemoveContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+					Reason: "superseded by a newer attempt"}, now)
 			}
 		}
 	}
@@ -282,9 +286,19 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 // removeUnstarted clears a container that was created but never started:
 // the agent died between the two CRI calls (no intent is pending for the
 // pod, or it would not be planned for). A fresh start follows.
-func (p *Pod) removeUnstarted(c *Container) (*pb.Intent, int64) {
-	return &pb.Intent{Action: string(pb.ActionRemoveContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
-		SandboxId: c.SandboxID, Reason: "created but never started"}, 0
+func (p *Pod) removeUnstarted(c *Container, now int64) (*pb.Intent, int64) {
+	return p.retryable(&pb.Intent{Action: string(pb.ActionRemoveContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+		SandboxId: c.SandboxID, Reason: "created but never started"}, now)
+}
+
+// retryable returns in unless a step on the same object failed recently:
+// every failing step backs off (containerd refuses to remove a container it
+// is still starting; retrying at once floods the log).
+func (p *Pod) retryable(in *pb.Intent, now int64) (*pb.Intent, int64) {
+	if f := p.Failures[objectKey(in.ContainerId, in.SandboxId)]; f != nil && now < f.NextTry {
+		return nil, f.NextTry
+	}
+	return in, 0
 }
 
 func minWake(a, b int64) int64 {
@@ -297,12 +311,7 @@ func minWake(a, b int64) int64 {
 // teardown returns the next step in removing everything not of UID keep,
 // or the time to retry a step that failed.
 func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
-	step := func(in *pb.Intent) (*pb.Intent, int64) {
-		if f := p.Failures[objectKey(in.ContainerId, in.SandboxId)]; f != nil && now < f.NextTry {
-			return nil, f.NextTry
-		}
-		return in, 0
-	}
+	step := func(in *pb.Intent) (*pb.Intent, int64) { return p.retryable(in, now) }
 	cs := sortedContainers(p)
 	for _, c := range cs {
 		if !c.keptBy(keep) && c.State != pb.StateExited {
@@ -344,6 +353,40 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	}
 	return nil, 0
 }
+
+// cleanup removes what a gone UID may have left on the node (its cgroup and
+// data) once the runtime holds nothing of it: the removal planned with its
+// last sandbox may have been cut short by a crash or failed.
+func (p *Pod) cleanup(keep string, now int64) (*pb.Intent, int64) {
+	uids := make([]string, 0, len(p.Leftovers))
+	for uid := range p.Leftovers {
+		uids = append(uids, uid)
+	}
+	sort.Strings(uids)
+next:
+	for _, uid := range uids {
+		if uid == keep {
+			continue
+		}
+		for _, sb := range p.Sandboxes {
+			if sb.UID == uid {
+				continue next
+			}
+		}
+		for _, c := range p.Containers {
+			if c.UID == uid {
+				continue next
+			}
+		}
+		if f := p.Failures[cleanupKey(uid)]; f != nil && now < f.NextTry {
+			return nil, f.NextTry
+		}
+		return &pb.Intent{Action: string(pb.ActionCleanupPod), Uid: uid, Reason: "data of a removed pod may remain"}, 0
+	}
+	return nil, 0
+}
+
+func cleanupKey(uid string) string { return "uid:" + uid }
 
 // onlySandboxOf: no other sandbox of sb's UID is known.
 func (p *Pod) onlySandboxOf(sb *Sandbox) bool {
@@ -489,6 +532,8 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	case pb.ActionStartContainer:
 	case pb.ActionMirrorCreate, pb.ActionMirrorDelete, pb.ActionMirrorStatus:
 		key, base, ceiling = mirrorFailureKey, MirrorRetryInitial, MirrorRetryMax
+	case pb.ActionCleanupPod:
+		key, base, ceiling = cleanupKey(in.UID), TeardownRetryInitial, TeardownRetryMax
 	default:
 		// Teardown steps usually fail for a moment (a container still
 		// starting); retry them sooner.
@@ -539,6 +584,12 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		}
 	case pb.ActionRemoveSandbox:
 		delete(p.Sandboxes, in.SandboxID)
+		if in.RemovePodData {
+			delete(p.Leftovers, in.UID)
+		}
+		s.dropIfGone(p)
+	case pb.ActionCleanupPod:
+		delete(p.Leftovers, in.UID)
 		s.dropIfGone(p)
 	case pb.ActionMirrorCreate:
 		p.Mirror = &Mirror{UID: d.MirrorUid, ConfigMirror: in.ConfigHash, Since: now}

@@ -132,6 +132,10 @@ type Pod struct {
 	Backoff map[string]*Backoff `json:"backoff,omitempty"`
 	// Failures by container name ("" for the sandbox): failed actions and when to retry.
 	Failures map[string]*Failure `json:"failures,omitempty"`
+	// Leftovers are UIDs no longer desired whose cgroup and data may still
+	// be on the node: set when their removal is planned, cleared when it is
+	// confirmed, so a crash or a failure in between is cleaned up later.
+	Leftovers map[string]bool `json:"leftovers,omitempty"`
 
 	decoded *corev1.Pod // Spec, decoded once when folded; not part of the encoding
 }
@@ -230,6 +234,8 @@ type PendingIntent struct {
 	MirrorUID   string    `json:"mirrorUID,omitempty"`
 	ConfigHash  string    `json:"configHash,omitempty"`
 	StatusHash  string    `json:"statusHash,omitempty"`
+	// RemovePodData: a RemoveSandbox that takes the pod's data with it.
+	RemovePodData bool `json:"removePodData,omitempty"`
 }
 
 // New returns the state before any event.

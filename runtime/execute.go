@@ -105,15 +105,12 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent) (
 			return out, err
 		}
 		if in.RemovePodData {
-			// containerd leaves the pod's cgroup parent behind; emptyDirs are ours.
-			if err := r.RemovePodCgroup(in.Uid); err != nil {
-				return out, fmt.Errorf("remove cgroup of pod %s: %w", in.Uid, err)
-			}
-			if err := r.RemovePodData(in.Uid); err != nil {
-				return out, fmt.Errorf("remove data of pod %s: %w", in.Uid, err)
-			}
+			return out, r.removePodLeftovers(in.Uid)
 		}
 		return out, nil
+
+	case pb.ActionCleanupPod:
+		return out, r.removePodLeftovers(in.Uid)
 	}
 	return out, fmt.Errorf("unknown action %q", in.Action)
 }
@@ -138,4 +135,16 @@ func imageReason(err error) string {
 		return string(reason)
 	}
 	return "ErrImagePull"
+}
+
+// removePodLeftovers removes what a pod leaves on the node beside runtime
+// objects: containerd leaves the pod's cgroup parent behind; emptyDirs are ours.
+func (r *Runtime) removePodLeftovers(uid string) error {
+	if err := r.RemovePodCgroup(uid); err != nil {
+		return fmt.Errorf("remove cgroup of pod %s: %w", uid, err)
+	}
+	if err := r.RemovePodData(uid); err != nil {
+		return fmt.Errorf("remove data of pod %s: %w", uid, err)
+	}
+	return nil
 }

@@ -74,6 +74,9 @@ type ObservedContainer struct {
 	// Message is the runtime's message or, failing that, the termination-message file.
 	Message string
 	LogPath string
+	// GraceSeconds is the termination grace period of the spec it was
+	// created from (our annotation); 0 if unknown.
+	GraceSeconds int64
 }
 
 // ObservedPod groups what the runtime holds for one pod UID.
@@ -268,6 +271,7 @@ func fillFromLabels(oc *ObservedContainer, labels, annotations map[string]string
 	oc.Hash = annotations[AnnotationContainerHash]
 	oc.RestartCount, _ = strconv.Atoi(annotations[AnnotationContainerRestartCount])
 	oc.Type = ContainerType(annotations[AnnotationContainerType])
+	oc.GraceSeconds, _ = strconv.ParseInt(annotations[AnnotationPodTerminationGracePeriod], 10, 64)
 }
 
 // readTerminationMessage reads the host side of the container's terminationMessagePath

@@ -112,6 +112,7 @@ func observations(ctx context.Context, st statuser, known map[string]knownPod, l
 					Uid: known.UID, SandboxId: known.SandboxID, Container: known.Name, ContainerId: c.ID,
 					Attempt: known.Attempt, State: known.State, ExitCode: known.ExitCode, Reason: known.Reason,
 					StartedUnixNano: known.StartedAt, FinishedUnixNano: known.FinishedAt, Adopted: true, Init: known.Init,
+					GracePeriodSeconds: known.Grace,
 				}})
 			}
 			continue
@@ -130,7 +131,7 @@ func observations(ctx context.Context, st statuser, known map[string]knownPod, l
 			Uid: full.PodUID, SandboxId: full.SandboxID, Container: full.Name, ContainerId: full.ID,
 			Attempt: full.Attempt, State: string(full.State), ExitCode: full.ExitCode, Reason: full.Reason,
 			StartedUnixNano: unixNano(full.StartedAt), FinishedUnixNano: unixNano(full.FinishedAt),
-			Adopted: adopt, Init: full.Type == ContainerTypeInit,
+			Adopted: adopt, Init: full.Type == ContainerTypeInit, GracePeriodSeconds: full.GraceSeconds,
 		}})
 	}
 	since := l.started.UnixNano()

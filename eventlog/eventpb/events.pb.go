@@ -1465,8 +1465,12 @@ type ContainerObserved struct {
 	FinishedUnixNano int64                  `protobuf:"varint,10,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
 	Adopted          bool                   `protobuf:"varint,11,opt,name=adopted,proto3" json:"adopted,omitempty"`
 	Init             bool                   `protobuf:"varint,12,opt,name=init,proto3" json:"init,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The termination grace period of the spec it was started from (the
+	// container's io.kubernetes.pod.terminationGracePeriod annotation), so a
+	// stop after a crash of the agent still uses the version's own grace.
+	GracePeriodSeconds int64 `protobuf:"varint,13,opt,name=grace_period_seconds,json=gracePeriodSeconds,proto3" json:"grace_period_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ContainerObserved) Reset() {
@@ -1581,6 +1585,13 @@ func (x *ContainerObserved) GetInit() bool {
 		return x.Init
 	}
 	return false
+}
+
+func (x *ContainerObserved) GetGracePeriodSeconds() int64 {
+	if x != nil {
+		return x.GracePeriodSeconds
+	}
+	return 0
 }
 
 type ContainerGone struct {
@@ -2302,7 +2313,7 @@ const file_events_proto_rawDesc = "" +
 	"\vSandboxGone\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x1d\n" +
 	"\n" +
-	"sandbox_id\x18\x02 \x01(\tR\tsandboxId\"\xf2\x02\n" +
+	"sandbox_id\x18\x02 \x01(\tR\tsandboxId\"\xa4\x03\n" +
 	"\x11ContainerObserved\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x1d\n" +
 	"\n" +
@@ -2317,7 +2328,8 @@ const file_events_proto_rawDesc = "" +
 	"\x12finished_unix_nano\x18\n" +
 	" \x01(\x03R\x10finishedUnixNano\x12\x18\n" +
 	"\aadopted\x18\v \x01(\bR\aadopted\x12\x12\n" +
-	"\x04init\x18\f \x01(\bR\x04init\"b\n" +
+	"\x04init\x18\f \x01(\bR\x04init\x120\n" +
+	"\x14grace_period_seconds\x18\r \x01(\x03R\x12gracePeriodSeconds\"b\n" +
 	"\rContainerGone\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x1c\n" +

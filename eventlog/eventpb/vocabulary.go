@@ -16,6 +16,7 @@ const (
 	ActionRemoveContainer Action = "RemoveContainer" // delete an exited container
 	ActionStopSandbox     Action = "StopSandbox"     // stop the sandbox (its containers are already stopped)
 	ActionRemoveSandbox   Action = "RemoveSandbox"   // delete the sandbox; the pod's cgroup and emptyDirs when it was the last
+	ActionCleanupPod      Action = "CleanupPod"      // remove a gone UID's cgroup and data left by a crash or a failed removal
 )
 
 // Mirror lane: the pod's mirror in the kube-apiserver.
@@ -47,7 +48,7 @@ func (a Action) Lane() Lane {
 func Actions() []Action {
 	return []Action{
 		ActionRunSandbox, ActionStartContainer, ActionStopContainer, ActionRemoveContainer,
-		ActionStopSandbox, ActionRemoveSandbox,
+		ActionStopSandbox, ActionRemoveSandbox, ActionCleanupPod,
 		ActionMirrorCreate, ActionMirrorDelete, ActionMirrorStatus,
 	}
 }
