@@ -31,7 +31,7 @@ run: build
 	  --pod-logs-dir $(DATA_DIR)/pods-logs --hostname-override $${NODE_NAME:-$$(hostname)}
 
 # Everything: lint, unit and property tests (race detector), short fuzz runs,
-# and end-to-end tests against a private containerd.
+# and end-to-end tests against a private containerd, registry and kube-apiserver.
 test: lint test-unit fuzz test-e2e
 
 test-unit:
@@ -40,7 +40,10 @@ test-unit:
 test-e2e:
 	@endpoint=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-containerd up | tail -n 1) || exit 1; \
 	image=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-registry up | tail -n 1) || exit 1; \
+	kubeconfig=$$(hack/dev-apiserver up | tail -n 1); \
+	case "$$kubeconfig" in KUBECONFIG_ADMIN=/*) ;; *) echo "hack/dev-apiserver up failed" >&2; exit 1 ;; esac; \
 	LEDGERLET_CRI_ENDPOINT=$$endpoint LEDGERLET_TEST_REGISTRY_IMAGE=$$image LEDGERLET_E2E_RESTART_CONTAINERD=1 \
+	LEDGERLET_APISERVER_KUBECONFIG_ADMIN=$${kubeconfig#KUBECONFIG_ADMIN=} LEDGERLET_DEV_APISERVER=$(CURDIR)/hack/dev-apiserver \
 	  $(GO) test -count=1 -p 1 -timeout 40m ./runtime/... ./test/e2e/...
 
 fuzz:
