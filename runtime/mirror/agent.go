@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -326,13 +327,23 @@ func (a *Agent) record(ctx context.Context, evs ...eventlog.Event) error {
 	return nil
 }
 
+// serverVersion is the apiserver's version, "" if it will not say. Right
+// after an apiserver start /version may be refused for a moment (its RBAC
+// caches fill after /readyz), so it is asked a few times.
 func (a *Agent) serverVersion(ctx context.Context) string {
-	v, err := discovery.ToServerVersionInterfaceWithContext(a.client.Discovery()).ServerVersionWithContext(ctx)
-	if err != nil {
-		a.log.Debug("server version unknown", "err", err)
-		return ""
+	sv := discovery.ToServerVersionInterfaceWithContext(a.client.Discovery())
+	var err error
+	for try := range 3 {
+		if try > 0 && !sleep(ctx, time.Duration(try)*500*time.Millisecond) {
+			break
+		}
+		var v *version.Info
+		if v, err = sv.ServerVersionWithContext(ctx); err == nil {
+			return v.GitVersion
+		}
 	}
-	return v.GitVersion
+	a.log.Debug("server version unknown", "err", err)
+	return ""
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx is still live.

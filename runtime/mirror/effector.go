@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -194,9 +195,7 @@ func (a *Agent) patchStatus(ctx context.Context, job runtime.Job, out *pb.Outcom
 	switch {
 	case err == nil:
 		return out, nil
-	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
-		// A patch without a resourceVersion conflicts only on its UID: another
-		// object holds the name.
+	case apierrors.IsNotFound(err), uidMismatch(err):
 		out.Reason = ReasonMirrorGone
 		return out, fmt.Errorf("mirror status %s (uid %s): the mirror is gone: %w", job.Pod, uid, err)
 	}
@@ -229,6 +228,28 @@ func statusPatch(uid string, st *corev1.PodStatus) ([]byte, error) {
 		return nil, fmt.Errorf("encode status patch: %w", err)
 	}
 	return b, nil
+}
+
+// uidMismatch tells whether a patch carrying metadata.uid found another
+// object under the name. The apiserver says so as an invalid (immutable)
+// metadata.uid (422), or, from a precondition check, as a conflict (409).
+func uidMismatch(err error) bool {
+	if apierrors.IsConflict(err) {
+		return true
+	}
+	if !apierrors.IsInvalid(err) {
+		return false
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Details == nil {
+		return false
+	}
+	for _, c := range status.Status().Details.Causes {
+		if c.Field == "metadata.uid" {
+			return true
+		}
+	}
+	return false
 }
 
 // apiReason names an apiserver failure for Outcome.reason.

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -225,6 +226,9 @@ func TestExecuteStatus(t *testing.T) {
 		{name: "mirror gone", status: status, mirrorUID: "m-1", wantReason: ReasonMirrorGone},
 		{name: "another object holds the name", status: status, mirrorUID: "m-1", wantReason: ReasonMirrorGone,
 			setup: failWith("patch", apierrors.NewConflict(podsResource, "etcd-node1", errors.New("Precondition failed: UID in precondition: m-1, UID in object meta: m-2")))},
+		{name: "another object holds the name (as the apiserver says it)", status: status, mirrorUID: "m-1", wantReason: ReasonMirrorGone,
+			setup: failWith("patch", apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "etcd-node1", field.ErrorList{
+				field.Invalid(field.NewPath("metadata", "uid"), "m-1", "field is immutable")}))},
 		{name: "invalid", status: status, mirrorUID: "m-1", wantReason: ReasonInvalid,
 			setup: failWith("patch", apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "etcd-node1", nil))},
 		{name: "no status", mirrorUID: "m-1", wantReason: pb.ReasonApiserverError},

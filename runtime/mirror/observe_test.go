@@ -295,7 +295,7 @@ func TestRunUnregisteredNode(t *testing.T) {
 
 func leaseOK(lease *coordinationv1.Lease, node *corev1.Node) bool {
 	s := lease.Spec
-	return s.HolderIdentity != nil && *s.HolderIdentity == testNode && s.LeaseDurationSeconds != nil && *s.LeaseDurationSeconds == 40 &&
+	return s.HolderIdentity != nil && *s.HolderIdentity == node.Name && s.LeaseDurationSeconds != nil && *s.LeaseDurationSeconds == 40 &&
 		s.RenewTime != nil && len(lease.OwnerReferences) == 1 && lease.OwnerReferences[0].UID == node.UID && lease.OwnerReferences[0].Kind == "Node"
 }
 
