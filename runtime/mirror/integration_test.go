@@ -180,6 +180,11 @@ func TestIntegrationMirrorLifecycle(t *testing.T) {
 	if node.Labels[corev1.LabelHostname] != api.node || node.Status.NodeInfo.ContainerRuntimeVersion != "containerd://1.7.2" {
 		t.Errorf("node labels %v, info %+v", node.Labels, node.Status.NodeInfo)
 	}
+	// Unchanged, the status is not patched again (the lease is the heartbeat).
+	time.Sleep(3 * time.Second)
+	if again, err := api.admin.CoreV1().Nodes().Get(ctx, api.node, metav1.GetOptions{}); err != nil || again.ResourceVersion != node.ResourceVersion {
+		t.Errorf("node patched without a change: resourceVersion %s -> %s (%v)", node.ResourceVersion, again.ResourceVersion, err)
+	}
 	var firstRenew time.Time
 	waitUntil(t, "the lease renewed", func() bool {
 		lease, err := api.admin.CoordinationV1().Leases(leaseNamespace).Get(ctx, api.node, metav1.GetOptions{})

@@ -309,3 +309,50 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRunRelistsWhenTheVersionExpires: a watch answered 410 Gone lists
+// again; the re-list appends only what changed (a mirror deleted while no
+// watch saw it) and no second MirrorsSynced.
+func TestRunRelistsWhenTheVersionExpires(t *testing.T) {
+	defer verifyNoLeaks(t)
+	client := fakeClient(mirror("a", "m-a", "h"), mirror("b", "m-b", "h"))
+	var watches atomic.Int32
+	client.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+		if watches.Add(1) > 1 {
+			return false, nil, nil
+		}
+		// Unseen by any watch, b goes; then the watch says the version expired.
+		if err := client.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), "kube-system", "b"); err != nil {
+			t.Error(err)
+		}
+		w := watch.NewFakeWithChanSize(1, false)
+		w.Error(&metav1.Status{Status: metav1.StatusFailure, Code: 410, Reason: metav1.StatusReasonExpired, Message: "too old resource version"})
+		return true, w, nil
+	})
+	rec := newMemRecorder()
+	a := testAgent(t, client, rec, false, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	rec.waitFor(t, "the re-list", hasLine("MirrorGone kube-system/b uid=m-b"))
+	// A watch after the re-list runs quietly: nothing more is appended.
+	waitUntil(t, "the second watch", func() bool { return watches.Load() >= 2 })
+	time.Sleep(100 * time.Millisecond)
+	got := summary(rec.events())
+	want := []string{
+		"ApiserverConnected",
+		"MirrorObserved kube-system/a uid=m-a hash=h deleting=false phase=Pending",
+		"MirrorObserved kube-system/b uid=m-b hash=h deleting=false phase=Pending",
+		"MirrorsSynced mirrors=2",
+		"MirrorGone kube-system/b uid=m-b",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events\n got %q\nwant %q", got, want)
+	}
+}
