@@ -1,0 +1,131 @@
+package mirror
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestDesiredStatus(t *testing.T) {
+	defer verifyNoLeaks(t)
+	var ready bool
+	a := testAgent(t, fakeClient(), newMemRecorder(), true, func(c *Config) {
+		c.RuntimeReady = func() bool { return ready }
+		c.RuntimeVersion = func() string { return "containerd://1.7.2" }
+	})
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	other := corev1.NodeCondition{Type: "NetworkUnavailable", Status: corev1.ConditionFalse, Reason: "RouteCreated"}
+	cur := corev1.NodeStatus{Conditions: []corev1.NodeCondition{other}, Capacity: corev1.ResourceList{"example.com/gpu": *newQuantity(1)}}
+
+	st := a.desiredStatus(cur, t0)
+	readyCond := st.Conditions[conditionIndex(st.Conditions, corev1.NodeReady)]
+	if readyCond.Status != corev1.ConditionFalse || readyCond.Reason != "KubeletNotReady" {
+		t.Errorf("ready while the runtime is down: %+v", readyCond)
+	}
+	if st.Conditions[0] != other {
+		t.Errorf("another component's condition changed: %+v", st.Conditions[0])
+	}
+	if _, ok := st.Capacity["example.com/gpu"]; !ok {
+		t.Errorf("another component's capacity dropped: %v", st.Capacity)
+	}
+	if got := st.Capacity.Pods().Value(); got != 110 {
+		t.Errorf("pods capacity %d", got)
+	}
+	if got := st.Allocatable.Memory().Value(); got != 4<<30 {
+		t.Errorf("allocatable memory %d", got)
+	}
+	if len(st.Addresses) != 2 || st.Addresses[0] != (corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "192.0.2.10"}) ||
+		st.Addresses[1] != (corev1.NodeAddress{Type: corev1.NodeHostName, Address: testNode}) {
+		t.Errorf("addresses %v", st.Addresses)
+	}
+	if st.NodeInfo.ContainerRuntimeVersion != "containerd://1.7.2" || st.NodeInfo.BootID != "boot-1" || st.NodeInfo.OperatingSystem != "linux" {
+		t.Errorf("node info %+v", st.NodeInfo)
+	}
+
+	// Nothing changed but the time: the same status, transitions kept.
+	t1 := t0.Add(time.Minute)
+	again := a.desiredStatus(st, t1)
+	if !sameStatus(st, again) {
+		t.Errorf("status changed with time alone")
+	}
+	// The runtime comes up: Ready transitions now, the others keep their time.
+	ready = true
+	t2 := t0.Add(2 * time.Minute)
+	up := a.desiredStatus(again, t2)
+	if sameStatus(again, up) {
+		t.Fatal("runtime readiness did not change the status")
+	}
+	for _, c := range up.Conditions {
+		want := t0
+		switch c.Type {
+		case corev1.NodeReady:
+			want = t2
+		case "NetworkUnavailable":
+			continue
+		}
+		if !c.LastTransitionTime.Time.Equal(want) || !c.LastHeartbeatTime.Time.Equal(t2) {
+			t.Errorf("%s: transition %v heartbeat %v", c.Type, c.LastTransitionTime, c.LastHeartbeatTime)
+		}
+	}
+}
+
+func TestNodeStatusPatchReplacesAddresses(t *testing.T) {
+	defer verifyNoLeaks(t)
+	cur := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode}, Status: corev1.NodeStatus{
+		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.9"}, {Type: corev1.NodeHostName, Address: testNode}},
+	}}
+	st := *cur.Status.DeepCopy()
+	st.Addresses[0].Address = "192.0.2.10"
+	patch, err := nodeStatusPatch(cur, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Status struct {
+			Addresses []map[string]string `json:"addresses"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(patch, &m); err != nil {
+		t.Fatal(err)
+	}
+	a := m.Status.Addresses
+	if len(a) != 3 || a[0]["address"] != "192.0.2.10" || a[2]["$patch"] != "replace" {
+		t.Errorf("patch %s", patch)
+	}
+	if strings.Contains(string(patch), `"spec"`) {
+		t.Errorf("patch touches the spec: %s", patch)
+	}
+}
+
+func TestKubeletVersion(t *testing.T) {
+	semver := regexp.MustCompile(`^v1\.\d+\.\d+\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*$`)
+	for _, v := range []string{"", "dev", "v0.1.0", "v0.1.0-3-gabcdef-dirty", "weird/ver sion..x"} {
+		got := kubeletVersion(v)
+		if !semver.MatchString(got) {
+			t.Errorf("kubeletVersion(%q) = %q, not a Kubernetes version with build metadata", v, got)
+		}
+	}
+	if got := kubeletVersion("v0.1.0"); !strings.HasSuffix(got, "+ledgerlet.v0.1.0") {
+		t.Errorf("kubeletVersion = %q", got)
+	}
+}
+
+func TestMachineFiles(t *testing.T) {
+	if got := memTotal([]byte("MemFree:  10 kB\nMemTotal:       16303612 kB\n")); got != 16303612*1024 {
+		t.Errorf("memTotal %d", got)
+	}
+	if got := memTotal([]byte("garbage")); got != 0 {
+		t.Errorf("memTotal of garbage %d", got)
+	}
+	if got := osReleaseName([]byte("NAME=Debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n")); got != "Debian GNU/Linux 12 (bookworm)" {
+		t.Errorf("osReleaseName %q", got)
+	}
+}
+
+func newQuantity(n int64) *resource.Quantity { return resource.NewQuantity(n, resource.DecimalSI) }
