@@ -36,6 +36,10 @@ type MirrorView struct {
 	UID      string `json:"uid"`
 	Current  bool   `json:"current"` // config.mirror matches config.hash
 	Deleting bool   `json:"deleting,omitempty"`
+	// State says whether the mirror is in sync, or why not: synced,
+	// status pending, outdated, deleting, missing, orphaned, or
+	// "apiserver unreachable: …" while the mirror lane waits.
+	State string `json:"state"`
 }
 
 // ContainerView is one container of a PodView.
@@ -73,9 +77,48 @@ func (s *State) ViewsAt(now int64) []PodView {
 	sort.Strings(keys)
 	out := make([]PodView, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, s.Pods[k].View(now))
+		p := s.Pods[k]
+		v := p.View(now)
+		s.mirrorState(p, &v)
+		out = append(out, v)
 	}
 	return out
+}
+
+// mirrorState says, when this run keeps mirrors, whether the pod's mirror
+// is in sync with it, or why not.
+func (s *State) mirrorState(p *Pod, v *PodView) {
+	if !s.Agent.Apiserver {
+		return
+	}
+	desired := !p.Removed && p.Spec != nil
+	m := v.Mirror
+	if m == nil {
+		if !desired {
+			return
+		}
+		m = &MirrorView{State: "missing"}
+		v.Mirror = m
+	}
+	switch {
+	case !s.Apiserver.Connected:
+		reason := s.Apiserver.Reason
+		if reason == "" {
+			reason = "not connected yet"
+		}
+		m.State = "apiserver unreachable: " + reason
+	case m.UID == "":
+	case !desired:
+		m.State = "orphaned"
+	case m.Deleting:
+		m.State = "deleting"
+	case !m.Current:
+		m.State = "outdated"
+	case p.Mirror.StatusHash != StatusHash(p.APIStatus(s.Agent.NodeIP)):
+		m.State = "status pending"
+	default:
+		m.State = "synced"
+	}
 }
 
 // DecodeSpec returns the pod's decoded spec (nil if it has none or it is

@@ -47,14 +47,26 @@ func printPods(w io.Writer, output string, pods []projector.PodView, now time.Ti
 		return enc.Encode(api.PodsResponse{Pods: pods})
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tSOURCE")
+	mirrors := false
+	for _, p := range pods {
+		mirrors = mirrors || p.Mirror != nil
+	}
+	header := "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tSOURCE"
+	if mirrors {
+		header += "\tMIRROR"
+	}
+	fmt.Fprintln(tw, header)
 	for _, p := range pods {
 		ip := p.IP
 		if ip == "" {
 			ip = "<none>"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Namespace, p.Name, p.Ready, p.Status, p.Restarts,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s", p.Namespace, p.Name, p.Ready, p.Status, p.Restarts,
 			age(now, p.CreatedAt), ip, strings.TrimSpace(p.Source+" "+p.Path))
+		if mirrors {
+			fmt.Fprintf(tw, "\t%s", mirrorColumn(p.Mirror))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
@@ -77,4 +89,19 @@ func age(now time.Time, since int64) string {
 	default:
 		return fmt.Sprintf("%dd", int(d.Hours()/24))
 	}
+}
+
+// mirrorColumn: the mirror's UID and whether it is in sync, or why not.
+func mirrorColumn(m *projector.MirrorView) string {
+	switch {
+	case m == nil:
+		return "-"
+	case m.UID == "":
+		return m.State
+	}
+	uid := m.UID
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	return uid + " " + m.State
 }
