@@ -73,6 +73,7 @@ type FileSource struct {
 	cond     string                  // the unavailability last recorded; "" when none is
 	pending  map[string]time.Time    // path → when it has been quiet long enough to read
 	relistAt time.Time               // a settling change to Path itself: re-list then
+	appeared time.Time               // when Path, missing before its first listing, was found
 	// movedAway remembers, by rename cookie, names renamed away that still
 	// settle, in case the other half of the rename comes in a later batch.
 	movedAway map[uint32]string
@@ -201,7 +202,7 @@ func (s *FileSource) handleEvents(ctx context.Context, batch []watchEvent) {
 			renamedTo[ev.cookie] = true
 		}
 	}
-	relistNow := false
+	relistNow, complete := false, false
 	immediate := map[string]bool{}
 	for _, ev := range batch {
 		if ev.err != nil {
@@ -223,6 +224,9 @@ func (s *FileSource) handleEvents(ctx context.Context, batch []watchEvent) {
 			// be being filled, and one that went may be back in a moment.
 			if ev.op&opMovedTo != 0 && name == s.cfg.Path {
 				relistNow = true
+				s.appeared = time.Time{}
+				s.relistAt = time.Time{}
+				complete = true
 			} else {
 				s.relistAt = now.Add(window)
 			}
@@ -255,7 +259,7 @@ func (s *FileSource) handleEvents(ctx context.Context, batch []watchEvent) {
 	}
 	if relistNow {
 		s.ensureWatches()
-		s.relist(ctx)
+		s.listPath(ctx, complete)
 	}
 	if len(immediate) > 0 {
 		s.apply(ctx, sortedKeys(immediate))
@@ -268,7 +272,8 @@ func (s *FileSource) handleEvents(ctx context.Context, batch []watchEvent) {
 // the next listing starts from it.
 func (s *FileSource) apply(ctx context.Context, paths []string) {
 	if !s.listed {
-		s.relist(ctx) // Path may be listable now
+		// Path may be listable now; what changed in it is complete.
+		s.listPath(ctx, true)
 		return
 	}
 	files := maps.Clone(s.files)
@@ -351,12 +356,32 @@ func (s *FileSource) settled(ctx context.Context) {
 // away and its new write. Events usually got there first anyway.
 //
 // A path that cannot be listed (it does not exist, say) changes nothing but
-// the source's recorded availability; relist then reports false.
-func (s *FileSource) relist(ctx context.Context) bool {
+// the source's recorded availability; relist then reports false. So does a
+// path that appeared only now after it was missing: it may still be being
+// filled (mkdir, then files copied in), so its first listing waits for the
+// settle window.
+func (s *FileSource) relist(ctx context.Context) bool { return s.listPath(ctx, false) }
+
+// listPath is relist; complete says Path's content is known complete (it was
+// renamed into place), so a path that just appeared is listed at once.
+func (s *FileSource) listPath(ctx context.Context, complete bool) bool {
 	paths, isDir, err := s.list()
 	if err != nil {
+		s.appeared = time.Time{}
 		s.unavailable(ctx, err.Error())
 		return false
+	}
+	if !s.listed && s.cond != "" && !complete {
+		now := time.Now()
+		if s.appeared.IsZero() {
+			s.appeared = now
+		}
+		if at := s.appeared.Add(s.cfg.SettleWindow); now.Before(at) {
+			if s.relistAt.IsZero() || s.relistAt.Before(at) {
+				s.relistAt = at
+			}
+			return false
+		}
 	}
 	if !s.listed {
 		files := make(map[string]*observation, len(paths))

@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -287,5 +288,34 @@ func TestTempFileRenamedOverAManifestIsOneChange(t *testing.T) {
 	quiet()
 	if got := h.since(n); !slices.Equal(got, []string{"ManifestChanged default/web-node1 web.yaml"}) {
 		t.Errorf("events:\n%s\nwant one change", strings.Join(got, "\n"))
+	}
+}
+
+// TestAppearingDirectoryIsListedOnlyOnceSettled: a manifest directory that
+// appears after it was missing may still be being filled (mkdir, then the
+// files copied in). However it is found, even by the periodic re-list
+// without a watch event, its first listing waits for the settle window, so
+// the pods it is about to hold are not removed.
+func TestAppearingDirectoryIsListedOnlyOnceSettled(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "manifests")
+	rec := newRecorder()
+	window := 100 * time.Millisecond
+	src, err := NewFileSource(FileConfig{Path: dir, NodeName: "node1", Recorder: rec, Known: knownWeb(t, dir), SettleWindow: window, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.dropWatcher) // Run would own it
+	ctx := context.Background()
+	src.relist(ctx) // missing
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src.relist(ctx) // found empty: not listed yet
+	write(t, filepath.Join(dir, "web.yaml"), podYAML("web", "busybox:1.36"))
+	time.Sleep(window + 20*time.Millisecond)
+	src.settled(ctx)
+	got := summary(rec.events())
+	if want := []string{"SourceUnavailable", "SourceAvailable", "SourceSynced"}; !slices.Equal(got, want) {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
