@@ -179,6 +179,9 @@ func newWriter(l *Log, st loaded) *writer {
 func (w *writer) enqueue(r *request) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.l.Err(); err != nil {
+		return err
+	}
 	if w.stopping {
 		return ErrClosed
 	}
@@ -204,6 +207,26 @@ func (w *writer) stop() {
 	<-w.exited
 }
 
+// fail makes the log refuse every further write after a commit error and
+// fails everything queued. A failed commit may still be visible in the file
+// (bbolt can have written the meta page whose fsync failed), so the writer's
+// idea of the next seq, pod id and index state can no longer be trusted; only
+// a reopen, which reads the file as it is, can. It returns the error every
+// writer call reports from now on.
+func (w *writer) fail(cause error) error {
+	w.mu.Lock()
+	sticky := w.l.markFailed(cause)
+	queued := w.queue
+	w.queue, w.queued = nil, 0
+	w.mu.Unlock()
+	w.l.logger.Error("event log commit failed; refusing all further appends until reopened", "path", w.l.path, "err", cause)
+	for _, r := range queued {
+		r.err = sticky
+		close(r.done)
+	}
+	return sticky
+}
+
 // state reports the queue length (requests, events) and whether stop was asked.
 func (w *writer) state() (reqs, events int, stopping bool) {
 	w.mu.Lock()
@@ -220,6 +243,9 @@ func (w *writer) run() {
 		reqs, _, stopping := w.state()
 		if reqs == 0 {
 			if stopping {
+				if w.l.Err() != nil {
+					return // nothing more may be written
+				}
 				// Write the derived data out so the next Open has no tail
 				// to scan; if this fails, Open rebuilds it anyway.
 				if err := w.flushOnly(); err != nil {
@@ -242,7 +268,9 @@ func (w *writer) run() {
 			w.runJob(w.batch[0])
 		} else {
 			w.commitEvents(w.batch)
-			w.zeroAhead()
+			if w.l.Err() == nil {
+				w.zeroAhead()
+			}
 			// Callers of this batch plus those who queued meanwhile are
 			// how many will want the next commit.
 			w.concurrency = len(w.batch) + waiting
@@ -308,7 +336,7 @@ func (w *writer) take(dst []*request) []*request {
 func (w *writer) runJob(r *request) {
 	// Jobs see complete derived data (compaction edits the indexes).
 	flushed := false
-	err := w.l.db.Update(func(tx *bolt.Tx) error {
+	err := w.update(func(tx *bolt.Tx) error {
 		if w.pend.events > 0 || w.pend.commits > 0 {
 			if err := w.flushIndex(tx, nil, nil, w.last, w.dataBytes); err != nil {
 				return err
@@ -317,6 +345,10 @@ func (w *writer) runJob(r *request) {
 		}
 		return r.job(tx)
 	})
+	var ce *commitError
+	if errors.As(err, &ce) {
+		err = w.fail(ce)
+	}
 	r.err = err
 	if err == nil && flushed {
 		w.pend.reset()
@@ -338,14 +370,22 @@ func (w *writer) commitEvents(batch []*request) {
 	var newPods []string
 	err := w.writeBatch(batch, t, &newPods)
 	if err != nil {
-		for _, name := range newPods {
-			delete(w.pods, name)
-		}
-		if len(newPods) > 0 {
-			w.l.truncPodNames(len(w.pods))
+		var ce *commitError
+		if errors.As(err, &ce) {
+			// The transaction may be visible: its pod ids stay taken.
+			err = w.fail(ce)
+		} else {
+			// Rolled back before anything was written: undo the pod ids
+			// this batch assigned.
+			for _, name := range newPods {
+				delete(w.pods, name)
+			}
+			if len(newPods) > 0 {
+				w.l.truncPodNames(len(w.pods))
+			}
+			w.l.logger.Error("event log batch failed before its commit", "path", w.l.path, "err", err)
 		}
 		clear(w.podTails)
-		w.l.logger.Error("event log commit failed", "path", w.l.path, "err", err)
 		for _, r := range batch {
 			r.err = err
 			close(r.done)
@@ -431,8 +471,8 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 			return err
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	if err := w.commitTx(tx); err != nil {
+		return err
 	}
 	w.last = seq
 	w.dataBytes = dataBytes
@@ -440,6 +480,44 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 		w.pend.reset()
 	} else {
 		w.pend.add(podSeqs, te, n)
+	}
+	return nil
+}
+
+// update runs fn in a write transaction and commits it with commitTx.
+func (w *writer) update(fn func(tx *bolt.Tx) error) (err error) {
+	tx, err := w.l.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback() // a no-op once Commit was called
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return w.commitTx(tx)
+}
+
+// commitError is a failed Commit: unlike an error before it, the
+// transaction may have reached the file.
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return "commit: " + e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
+
+// commitTx commits tx: the writer's only way to commit. A failure is a
+// *commitError.
+func (w *writer) commitTx(tx *bolt.Tx) error {
+	if err := tx.Commit(); err != nil {
+		return &commitError{err}
+	}
+	if f := w.l.commitFault.Load(); f != nil && *f != nil {
+		if err := (*f)(); err != nil {
+			return &commitError{err}
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -123,11 +124,15 @@ func (w *writer) flushOnly() error {
 	if w.pend.events == 0 && w.pend.commits == 0 {
 		return nil
 	}
-	err := w.l.db.Update(func(tx *bolt.Tx) error {
+	err := w.update(func(tx *bolt.Tx) error {
 		return w.flushIndex(tx, nil, nil, w.last, w.dataBytes)
 	})
 	if err != nil {
 		clear(w.podTails)
+		var ce *commitError
+		if errors.As(err, &ce) {
+			return w.fail(ce)
+		}
 		return err
 	}
 	w.pend.reset()

@@ -22,7 +22,9 @@
 //   - pods: pod key → uint32 id. podidx: id(4)+firstSeq(8) → uvarint deltas
 //     of the pod's following seqs (blocks of a few hundred seqs).
 //   - blobs: sha256 hex → bytes, written in the commit of their event.
-//   - snapshots: seq(8) → opaque state; the newest three are kept.
+//   - snapshots: seq(8) → opaque state. Kept: the newest three, and in a
+//     compacted log the one at exactly "first"-1, which replay starts from
+//     (Compact writes it in the transaction that moves "first").
 //
 // The time and pod indexes and "databytes" are derived from the events and
 // written only every few dozen commits (derived.go): most commits touch the

@@ -24,6 +24,10 @@ var ErrClosed = errors.New("eventlog: closed")
 // ErrNotFound is returned (wrapped) when a blob is not in the log.
 var ErrNotFound = errors.New("not found")
 
+// ErrFailed is returned (wrapped, with the cause) by every write to a Log
+// after one of its commits failed: see Log.Err.
+var ErrFailed = errors.New("eventlog: a commit failed; the log refuses appends until it is reopened")
+
 // ErrCompacted is returned (wrapped) by Subscription.Next when the events it
 // would have to yield next were dropped by Compact.
 var ErrCompacted = errors.New("events were compacted away")
@@ -107,6 +111,18 @@ type Log struct {
 	namesMu sync.Mutex
 
 	w *writer // nil when read-only
+
+	// failed is closed when a commit fails; failErr (set before) is then
+	// what every write returns.
+	failed   chan struct{}
+	failOnce sync.Once
+	failErr  error
+
+	// commitFault is for tests (export_test.go): called after each commit of
+	// the writer, a non-nil error makes the commit count as failed although
+	// its transaction is visible, as when bbolt's fsync of the meta page
+	// fails after the page was written.
+	commitFault atomic.Pointer[func() error]
 }
 
 func (l *Log) podName(id uint32) (string, bool) {
@@ -209,6 +225,7 @@ func Open(path string, opts Options) (*Log, error) {
 		logger:   logger,
 		notify:   make(chan struct{}),
 		closed:   make(chan struct{}),
+		failed:   make(chan struct{}),
 	}
 	st, err := l.load()
 	if err != nil {
@@ -402,6 +419,34 @@ func (l *Log) Close() error {
 		l.logger.Debug("event log closed", "path", l.path)
 	})
 	return l.closeErr
+}
+
+// Err is nil while the log accepts writes. After a commit or fsync error it
+// is that error, wrapped with ErrFailed, and every Append, SaveSnapshot and
+// Compact returns it: the file may hold the failed transaction, so only
+// reopening the file (restarting the agent) can continue the log. Reads go
+// on serving what was acknowledged.
+func (l *Log) Err() error {
+	select {
+	case <-l.failed:
+		return l.failErr
+	default:
+		return nil
+	}
+}
+
+// Failed is closed when the log stops accepting writes after a commit error
+// (see Err), so that the agent can exit and restart from the file.
+func (l *Log) Failed() <-chan struct{} { return l.failed }
+
+// markFailed records the first commit failure and returns the error writes
+// report from now on.
+func (l *Log) markFailed(cause error) error {
+	l.failOnce.Do(func() {
+		l.failErr = fmt.Errorf("%w: %w", ErrFailed, cause)
+		close(l.failed)
+	})
+	return l.failErr
 }
 
 // Path of the underlying file.

@@ -42,7 +42,42 @@ func (l *Log) RetentionCut(r Retention, now time.Time) (uint64, error) {
 			return 0, fmt.Errorf("retention cut: %w", err)
 		}
 	}
+	if first := l.FirstSeq(); cut > first && first > 1 {
+		usable, err := l.usableCut(first)
+		if err != nil {
+			return 0, fmt.Errorf("retention cut: %w", err)
+		}
+		if usable > cut {
+			l.logger.Warn("event log has no snapshot at its first seq; retention drops the events before its oldest snapshot, which cannot be replayed",
+				"path", l.path, "first", first, "policyCut", cut, "cut", usable)
+			cut = usable
+		}
+	}
 	return cut, nil
+}
+
+// usableCut returns the lowest cut whose state can be computed from the log.
+// That is any cut when the snapshot at first-1 is there; a log compacted by
+// an older ledgerlet may have lost it (the cut's snapshot was pruned with the
+// periodic ones), and then only cuts past its oldest snapshot can be
+// replayed to. Without that, retention would fail every time and the log
+// would grow until the disk is full.
+func (l *Log) usableCut(first uint64) (uint64, error) {
+	usable := first
+	err := l.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketSnapshots).Cursor()
+		for k, _ := c.Seek(u64(first - 1)); k != nil; k, _ = c.Next() {
+			if len(k) != 8 {
+				continue
+			}
+			if seq := binary.BigEndian.Uint64(k); seq >= first {
+				usable = seq + 1
+			}
+			return nil // the first snapshot at or after first-1 decides
+		}
+		return nil
+	})
+	return usable, err
 }
 
 // Compact drops every event with seq < cut, after durably storing snapshot
@@ -51,7 +86,10 @@ func (l *Log) RetentionCut(r Retention, now time.Time) (uint64, error) {
 //
 // The snapshot, the deletions and the new first seq are one transaction, so
 // a crash leaves either the old log or the compacted one. Seqs continue from
-// LastSeq; FirstSeq becomes cut.
+// LastSeq; FirstSeq becomes cut. The snapshot at cut-1 is kept for as long as
+// cut is the first seq, whatever other snapshots are saved: replay of the log
+// starts there. A cut equal to FirstSeq only (re)stores that snapshot; a cut
+// below it does nothing.
 func (l *Log) Compact(ctx context.Context, cut uint64, snapshot Snapshot) error {
 	if cut == 0 || snapshot.Seq != cut-1 {
 		return fmt.Errorf("compact before %d: snapshot is at %d, must be at %d", cut, snapshot.Seq, cut-1)
@@ -69,31 +107,33 @@ func (l *Log) Compact(ctx context.Context, cut uint64, snapshot Snapshot) error 
 		if cut > w.last+1 {
 			return fmt.Errorf("cut is past the last seq %d", w.last)
 		}
-		if err := putSnapshot(tx, Snapshot{Seq: snapshot.Seq, State: state}); err != nil {
+		if cut < w.first || cut == 1 {
+			return nil // nothing to drop, and no snapshot would be kept
+		}
+		if err := tx.Bucket(bucketSnapshots).Put(u64(snapshot.Seq), state); err != nil {
 			return fmt.Errorf("put snapshot: %w", err)
 		}
-		if cut <= w.first {
-			return nil
-		}
-		var err error
-		if removed, err = compactEvents(tx, cut); err != nil {
-			return err
-		}
-		if err := compactTimeIndex(tx, cut, w.last); err != nil {
-			return err
-		}
-		if err := compactPodIndex(tx, cut); err != nil {
-			return err
-		}
-		meta := tx.Bucket(bucketMeta)
-		if err := meta.Put(keyFirstSeq, u64(cut)); err != nil {
-			return err
-		}
-		if err := meta.Put(keyDataBytes, u64(w.dataBytes-removed)); err != nil {
-			return err
+		if cut > w.first {
+			var err error
+			if removed, err = compactEvents(tx, cut); err != nil {
+				return err
+			}
+			if err := compactTimeIndex(tx, cut, w.last); err != nil {
+				return err
+			}
+			if err := compactPodIndex(tx, cut); err != nil {
+				return err
+			}
+			meta := tx.Bucket(bucketMeta)
+			if err := meta.Put(keyFirstSeq, u64(cut)); err != nil {
+				return err
+			}
+			if err := meta.Put(keyDataBytes, u64(w.dataBytes-removed)); err != nil {
+				return err
+			}
 		}
 		newFirst = cut
-		return nil
+		return pruneSnapshots(tx, cut)
 	}
 	onCommit := func() {
 		w.first = newFirst
@@ -104,7 +144,7 @@ func (l *Log) Compact(ctx context.Context, cut uint64, snapshot Snapshot) error 
 	if err := l.submitJob(ctx, job, onCommit); err != nil {
 		return fmt.Errorf("compact before %d: %w", cut, err)
 	}
-	l.logger.Info("event log compacted", "path", l.path, "first", cut, "removedBytes", removed)
+	l.logger.Info("event log compacted", "path", l.path, "first", newFirst, "removedBytes", removed)
 	return nil
 }
 

@@ -10,15 +10,26 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// SaveSnapshot durably stores state as of seq; older snapshots beyond the few
-// newest are dropped.
+// SaveSnapshot durably stores state as of seq; periodic snapshots beyond the
+// newest few are dropped (see pruneSnapshots).
 func (l *Log) SaveSnapshot(ctx context.Context, s Snapshot) error {
 	if last := l.LastSeq(); s.Seq > last {
 		return fmt.Errorf("save snapshot at %d: beyond last seq %d", s.Seq, last)
 	}
+	if l.readOnly {
+		return fmt.Errorf("save snapshot at %d: %s is open read-only", s.Seq, l.path)
+	}
+	w := l.w
 	state := bytes.Clone(s.State) // the caller may reuse its buffer once we return
 	err := l.submitJob(ctx, func(tx *bolt.Tx) error {
-		return putSnapshot(tx, Snapshot{Seq: s.Seq, State: state})
+		// Runs on the writer goroutine: w.first is safe to read here.
+		if w.first > 1 && s.Seq < w.first-1 {
+			return fmt.Errorf("it is before the retained log (first seq %d)", w.first)
+		}
+		if err := tx.Bucket(bucketSnapshots).Put(u64(s.Seq), state); err != nil {
+			return err
+		}
+		return pruneSnapshots(tx, w.first)
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("save snapshot at %d: %w", s.Seq, err)
@@ -26,24 +37,35 @@ func (l *Log) SaveSnapshot(ctx context.Context, s Snapshot) error {
 	return nil
 }
 
-// putSnapshot stores s and keeps only the newest maxSnapshots.
-func putSnapshot(tx *bolt.Tx, s Snapshot) error {
-	b := tx.Bucket(bucketSnapshots)
-	if err := b.Put(u64(s.Seq), s.State); err != nil {
-		return err
+// pruneSnapshots keeps, for a log whose first retained seq is first, the
+// snapshot at first-1 (the base: a compacted log can only be replayed from
+// it) and the newest maxSnapshots after it. Snapshots before the base are
+// dropped: nothing in the log follows them.
+func pruneSnapshots(tx *bolt.Tx, first uint64) error {
+	var base uint64 // snapshots with seq < base go
+	if first > 1 {
+		base = first - 1
+	}
+	c := tx.Bucket(bucketSnapshots).Cursor()
+	// Re-seek after each delete: bbolt's Next after Delete can skip a key.
+	for k, _ := c.First(); len(k) == 8 && binary.BigEndian.Uint64(k) < base; k, _ = c.First() {
+		if err := c.Delete(); err != nil {
+			return fmt.Errorf("drop snapshot: %w", err)
+		}
 	}
 	// Count with a cursor: Bucket.Stats does not see this tx's own writes.
-	n := 0
-	c := b.Cursor()
+	var periodic [][]byte
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		n++
-	}
-	// Re-seek after each delete: bbolt's Next after Delete can skip a key.
-	for k, _ := c.First(); k != nil && n > maxSnapshots; k, _ = c.First() {
-		if err := c.Delete(); err != nil {
-			return err
+		if first > 1 && len(k) == 8 && binary.BigEndian.Uint64(k) == base {
+			continue
 		}
-		n--
+		periodic = append(periodic, bytes.Clone(k))
+	}
+	for len(periodic) > maxSnapshots {
+		if err := tx.Bucket(bucketSnapshots).Delete(periodic[0]); err != nil {
+			return fmt.Errorf("drop snapshot: %w", err)
+		}
+		periodic = periodic[1:]
 	}
 	return nil
 }

@@ -74,6 +74,12 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	}
 }
 
+// Ready is how many events Next will return without waiting: read from
+// commits already made. A follower folding them all before acting never
+// acts between two events of one append (a manifest moved from one file to
+// another is one removal and one addition).
+func (s *Subscription) Ready() int { return len(s.buf) - s.pos }
+
 // fill reads the next chunk of committed events (up to last) into buf.
 func (s *Subscription) fill(last uint64) error {
 	if s.buf == nil {

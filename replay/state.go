@@ -62,27 +62,35 @@ func (p Point) Resolve(r Reader) (uint64, error) {
 
 // StateAt returns the projected state after event upTo: the newest usable
 // snapshot at or before it, plus the fold of the events after the snapshot.
+//
+// In a compacted log (FirstSeq > 1) only snapshots at or after FirstSeq-1
+// are usable: an older one is followed by events that are gone, so folding
+// the retained ones onto it would be a state that never was.
 func StateAt(ctx context.Context, r Reader, upTo uint64) (*projector.State, error) {
 	s := projector.New()
 	if upTo == 0 {
 		return s, nil // before the first event
 	}
-	from := r.FirstSeq()
+	first := r.FirstSeq()
+	if first > 1 && upTo < first-1 {
+		return nil, fmt.Errorf("seq %d is before the retained log (it starts at %d)", upTo, first)
+	}
+	from, restoredOK := first, false
 	snap, ok, err := r.LatestSnapshot(upTo)
 	if err != nil {
 		return nil, fmt.Errorf("read snapshot at or before %d: %w", upTo, err)
 	}
-	if ok {
+	if ok && (first <= 1 || snap.Seq >= first-1) {
 		restored, err := projector.Restore(snap.State)
 		if err != nil {
 			// A snapshot from another schema: fall back to what the log holds.
 			slog.Default().Warn("ignoring snapshot", "seq", snap.Seq, "err", err)
 		} else {
-			s, from = restored, snap.Seq+1
+			s, from, restoredOK = restored, snap.Seq+1, true
 		}
 	}
-	if from > 1 && s.Seq == 0 {
-		return nil, fmt.Errorf("seq %d is before the retained log (it starts at %d)", upTo, from)
+	if first > 1 && !restoredOK {
+		return nil, fmt.Errorf("no usable snapshot at or before seq %d: the log starts at %d and its snapshot at %d is missing", upTo, first, first-1)
 	}
 	if from > upTo {
 		return s, nil

@@ -70,12 +70,17 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 	// A compacted log starts from the snapshot at the cut.
 	a, b := projector.New(), projector.New()
 	if first > 1 {
+		// Only the snapshot at exactly first-1 will do: an older one is
+		// followed by events that are gone.
 		snap, ok, err := r.LatestSnapshot(first - 1)
-		if err != nil || !ok {
-			return rep, fmt.Errorf("log starts at seq %d but holds no snapshot at %d: %v", first, first-1, err)
+		if err != nil {
+			return rep, fmt.Errorf("verify: read snapshot at %d: %w", first-1, err)
+		}
+		if !ok || snap.Seq != first-1 {
+			return rep, fmt.Errorf("verify: log starts at seq %d but holds no snapshot at %d", first, first-1)
 		}
 		if a, err = projector.Restore(snap.State); err != nil {
-			return rep, err
+			return rep, fmt.Errorf("verify: snapshot at %d: %w", first-1, err)
 		}
 		b, _ = projector.Restore(snap.State)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -32,17 +31,21 @@ func parseCgroupDriver(s string) (cgroupDriver, error) {
 // PodCgroupParent is the CgroupParent given to the runtime for a pod. With cgroupfs it is
 // <root>/pod<uid>; with systemd it is the slice path the kubelet would use, e.g.
 // /ledgerlet.slice/ledgerlet-pod<uid>.slice (dashes in the uid become underscores because
-// systemd reads a dash as nesting).
-func (r *Runtime) PodCgroupParent(uid string) string {
+// systemd reads a dash as nesting). A uid that would not make one plain path component is an
+// error: the parent is created by the runtime and removed by RemovePodCgroup.
+func (r *Runtime) PodCgroupParent(uid string) (string, error) {
 	return podCgroupParent(r.driver, r.cfg.CgroupRoot, uid)
 }
 
-func podCgroupParent(d cgroupDriver, root, uid string) string {
+func podCgroupParent(d cgroupDriver, root, uid string) (string, error) {
+	if err := checkUID(uid); err != nil {
+		return "", fmt.Errorf("cgroup of pod: %w", err)
+	}
 	if d == cgroupfsDriver {
-		return path.Join(root, "pod"+uid)
+		return joinUnder(root, "pod"+uid)
 	}
 	prefix := strings.ReplaceAll(strings.Trim(root, "/"), "/", "-")
-	return "/" + prefix + ".slice/" + prefix + "-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice"
+	return joinUnder("/"+prefix+".slice", prefix+"-pod"+strings.ReplaceAll(uid, "-", "_")+".slice")
 }
 
 // RemovePodCgroup deletes the pod's cgroup from every mounted hierarchy. containerd removes
@@ -54,7 +57,10 @@ func (r *Runtime) RemovePodCgroup(uid string) error {
 	if err != nil {
 		return fmt.Errorf("remove cgroup of pod %s: %w", uid, err)
 	}
-	parent := r.PodCgroupParent(uid)
+	parent, err := r.PodCgroupParent(uid)
+	if err != nil {
+		return fmt.Errorf("remove cgroup of pod %q: %w", uid, err)
+	}
 	var errs []error
 	for _, m := range mounts {
 		if err := rmdirTree(filepath.Join(m, parent)); err != nil {
@@ -74,7 +80,10 @@ func (r *Runtime) PodCgroupPaths(uid string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	parent := r.PodCgroupParent(uid)
+	parent, err := r.PodCgroupParent(uid)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]string, 0, len(mounts))
 	for _, m := range mounts {
 		out = append(out, filepath.Join(m, parent))

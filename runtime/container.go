@@ -53,7 +53,10 @@ func (r *Runtime) createContainer(ctx context.Context, pod *corev1.Pod, c *corev
 			opts.Fields.PodIPs = append(opts.Fields.PodIPs, ip.GetIp())
 		}
 	}
-	sandboxCfg := r.sandboxConfig(pod, sb.GetMetadata().GetAttempt())
+	sandboxCfg, err := r.sandboxConfig(pod, sb.GetMetadata().GetAttempt())
+	if err != nil {
+		return "", err
+	}
 
 	env, err := ResolveEnv(pod, c, opts.Fields)
 	if err != nil {

@@ -259,7 +259,11 @@ func TestStopSendsTermThenKillsAfterGrace(t *testing.T) {
 	s := startPod(ctx, t, r, pod)
 	// A TERM before the trap is installed would be ignored (sh is PID 1), so wait for it.
 	for _, c := range []string{"polite", "stubborn"} {
-		waitLog(t, filepath.Join(PodLogDir(r.cfg.LogRoot, pod), ContainerLogPath(c, 0)), "ready")
+		logDir, err := PodLogDir(r.cfg.LogRoot, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitLog(t, filepath.Join(logDir, ContainerLogPath(c, 0)), "ready")
 	}
 
 	t0 := time.Now()
@@ -305,7 +309,14 @@ func TestRemoveLeavesNothingBehind(t *testing.T) {
 	}
 	s := startPod(ctx, t, r, pod)
 	uid := string(pod.UID)
-	emptyDir := r.EmptyDirPath(uid, "scratch")
+	emptyDir, err := r.EmptyDirPath(uid, "scratch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir, err := r.PodDataDir(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	waitFile(t, filepath.Join(emptyDir, "f"))
 	waitFile(t, filepath.Join(hostDir, "f"))
 	cgroups, err := r.PodCgroupPaths(uid)
@@ -319,7 +330,7 @@ func TestRemoveLeavesNothingBehind(t *testing.T) {
 		}
 	}
 	if present == 0 {
-		t.Fatalf("pod cgroup %s exists in no hierarchy while the pod runs", r.PodCgroupParent(uid))
+		t.Fatalf("pod cgroup of %s exists in no hierarchy while the pod runs: %v", uid, cgroups)
 	}
 
 	t0 := time.Now()
@@ -349,7 +360,7 @@ func TestRemoveLeavesNothingBehind(t *testing.T) {
 			t.Errorf("cgroup %s still exists (%v)", p, err)
 		}
 	}
-	if _, err := os.Stat(r.PodDataDir(uid)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pod data dir (emptyDir) still exists: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(hostDir, "f")); err != nil {

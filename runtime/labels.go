@@ -140,9 +140,13 @@ func terminationMessagePolicy(c *corev1.Container) corev1.TerminationMessagePoli
 	return c.TerminationMessagePolicy
 }
 
-// PodLogDir is the kubelet's pod log directory: <root>/<namespace>_<name>_<uid>.
-func PodLogDir(root string, pod *corev1.Pod) string {
-	return filepath.Join(root, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
+// PodLogDir is the kubelet's pod log directory: <root>/<namespace>_<name>_<uid>. It is an
+// error unless that is one plain path component under root.
+func PodLogDir(root string, pod *corev1.Pod) (string, error) {
+	if err := checkUID(string(pod.UID)); err != nil {
+		return "", fmt.Errorf("log directory of %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return joinUnder(root, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
 }
 
 // ContainerLogPath is a container's log relative to its pod log directory,

@@ -34,8 +34,8 @@ func TestContainerHashIgnoresEverythingButNameAndImage(t *testing.T) {
 
 func TestLogPathsFollowKubeletLayout(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-node1", Namespace: "default", UID: "1234"}}
-	if got, want := PodLogDir("/var/log/pods", pod), "/var/log/pods/default_web-node1_1234"; got != want {
-		t.Errorf("PodLogDir = %s, want %s", got, want)
+	if got, err := PodLogDir("/var/log/pods", pod); got != "/var/log/pods/default_web-node1_1234" || err != nil {
+		t.Errorf("PodLogDir = %s, %v; want /var/log/pods/default_web-node1_1234", got, err)
 	}
 	if got, want := ContainerLogPath("nginx", 3), "nginx/3.log"; got != want {
 		t.Errorf("ContainerLogPath = %s, want %s", got, want)
@@ -66,11 +66,11 @@ func TestHostnameIsPodNameCutToValidLength(t *testing.T) {
 }
 
 func TestCgroupParentPerDriver(t *testing.T) {
-	if got, want := podCgroupParent(cgroupfsDriver, "/ledgerlet", "ab-cd"), "/ledgerlet/podab-cd"; got != want {
-		t.Errorf("cgroupfs parent = %s, want %s", got, want)
+	if got, err := podCgroupParent(cgroupfsDriver, "/ledgerlet", "ab-cd"); got != "/ledgerlet/podab-cd" || err != nil {
+		t.Errorf("cgroupfs parent = %s, %v; want /ledgerlet/podab-cd", got, err)
 	}
-	if got, want := podCgroupParent(systemdDriver, "/ledgerlet", "ab-cd"), "/ledgerlet.slice/ledgerlet-podab_cd.slice"; got != want {
-		t.Errorf("systemd parent = %s, want %s", got, want)
+	if got, err := podCgroupParent(systemdDriver, "/ledgerlet", "ab-cd"); got != "/ledgerlet.slice/ledgerlet-podab_cd.slice" || err != nil {
+		t.Errorf("systemd parent = %s, %v; want /ledgerlet.slice/ledgerlet-podab_cd.slice", got, err)
 	}
 }
 

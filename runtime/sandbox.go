@@ -14,7 +14,10 @@ import (
 // and returns its id. attempt distinguishes successive sandboxes of the same pod UID; the
 // runtime refuses a second sandbox with the same name, namespace, uid and attempt.
 func (r *Runtime) RunPodSandbox(ctx context.Context, pod *corev1.Pod, attempt uint32) (string, error) {
-	cfg := r.sandboxConfig(pod, attempt)
+	cfg, err := r.sandboxConfig(pod, attempt)
+	if err != nil {
+		return "", fmt.Errorf("start sandbox for %s: %w", podString(pod), err)
+	}
 	// The runtime writes container logs under this directory but does not create it.
 	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
 		return "", fmt.Errorf("start sandbox for %s: create log directory: %w", podString(pod), err)
@@ -62,7 +65,16 @@ func (r *Runtime) RemovePodSandbox(ctx context.Context, sandboxID string) error 
 }
 
 // sandboxConfig is the kubelet's generatePodSandboxConfig, reduced to what static pods use.
-func (r *Runtime) sandboxConfig(pod *corev1.Pod, attempt uint32) *criv1.PodSandboxConfig {
+// It fails when the pod's log directory or cgroup would not be a plain name under its root.
+func (r *Runtime) sandboxConfig(pod *corev1.Pod, attempt uint32) (*criv1.PodSandboxConfig, error) {
+	logDir, err := PodLogDir(r.cfg.LogRoot, pod)
+	if err != nil {
+		return nil, err
+	}
+	cgroupParent, err := r.PodCgroupParent(string(pod.UID))
+	if err != nil {
+		return nil, err
+	}
 	cfg := &criv1.PodSandboxConfig{
 		Metadata: &criv1.PodSandboxMetadata{
 			Name:      pod.Name,
@@ -70,13 +82,13 @@ func (r *Runtime) sandboxConfig(pod *corev1.Pod, attempt uint32) *criv1.PodSandb
 			Uid:       string(pod.UID),
 			Attempt:   attempt,
 		},
-		LogDirectory: PodLogDir(r.cfg.LogRoot, pod),
+		LogDirectory: logDir,
 		Labels:       sandboxLabels(pod, r.cfg.ManagedBy),
 		Annotations:  copyMap(pod.Annotations),
 		DnsConfig:    dnsConfig(pod),
 		PortMappings: portMappings(pod),
 		Linux: &criv1.LinuxPodSandboxConfig{
-			CgroupParent: r.PodCgroupParent(string(pod.UID)),
+			CgroupParent: cgroupParent,
 			SecurityContext: &criv1.LinuxSandboxSecurityContext{
 				NamespaceOptions: namespaceOptions(pod),
 				Privileged:       hasPrivilegedContainer(pod),
@@ -102,7 +114,7 @@ func (r *Runtime) sandboxConfig(pod *corev1.Pod, attempt uint32) *criv1.PodSandb
 			lsc.SupplementalGroups = append(lsc.SupplementalGroups, *sc.FSGroup)
 		}
 	}
-	return cfg
+	return cfg, nil
 }
 
 func namespaceOptions(pod *corev1.Pod) *criv1.NamespaceOption {

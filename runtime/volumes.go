@@ -13,25 +13,27 @@ import (
 	criv1 "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// PodDataDir is where the agent keeps a pod's files: <DataDir>/pods/<uid>.
-func (r *Runtime) PodDataDir(uid string) string {
-	return filepath.Join(r.cfg.DataDir, "pods", uid)
+// PodDataDir is where the agent keeps a pod's files: <DataDir>/pods/<uid>. A uid that is not
+// one plain path component is an error.
+func (r *Runtime) PodDataDir(uid string) (string, error) {
+	return joinUnder(r.cfg.DataDir, "pods", uid)
 }
 
 // EmptyDirPath is the host directory behind an emptyDir volume:
 // <DataDir>/pods/<uid>/volumes/empty-dir/<volume>.
-func (r *Runtime) EmptyDirPath(uid, volume string) string {
-	return filepath.Join(r.PodDataDir(uid), "volumes", "empty-dir", volume)
+func (r *Runtime) EmptyDirPath(uid, volume string) (string, error) {
+	return joinUnder(r.cfg.DataDir, "pods", uid, "volumes", "empty-dir", volume)
 }
 
 // RemovePodData deletes the pod's data directory and with it every emptyDir. An emptyDir
 // lives exactly as long as the pod (not its sandbox), so call this only when the pod is gone
 // for good, after RemovePodSandbox.
 func (r *Runtime) RemovePodData(uid string) error {
-	if uid == "" || strings.Contains(uid, "/") || uid == "." || uid == ".." {
-		return fmt.Errorf("remove data of pod %q: invalid uid", uid)
+	dir, err := r.PodDataDir(uid)
+	if err != nil {
+		return fmt.Errorf("remove data of pod %q: %w", uid, err)
 	}
-	if err := os.RemoveAll(r.PodDataDir(uid)); err != nil {
+	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove data of pod %s: %w", uid, err)
 	}
 	return nil
@@ -77,7 +79,10 @@ func (r *Runtime) containerMounts(pod *corev1.Pod, c *corev1.Container, restartC
 
 	// The kubelet gives every container a host file at its terminationMessagePath so the
 	// message outlives the container; one file per restart so a new run starts empty.
-	tm := filepath.Join(r.PodDataDir(string(pod.UID)), "containers", c.Name, strconv.Itoa(restartCount)+terminationMessageFileSuffix)
+	tm, err := joinUnder(r.cfg.DataDir, "pods", string(pod.UID), "containers", c.Name, strconv.Itoa(restartCount)+terminationMessageFileSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("termination message file: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Dir(tm), 0o755); err != nil {
 		return nil, fmt.Errorf("create termination message file: %w", err)
 	}
@@ -102,7 +107,10 @@ func (r *Runtime) volumeHostPath(pod *corev1.Pod, v *corev1.Volume) (string, err
 		if v.EmptyDir.Medium == corev1.StorageMediumMemory {
 			return "", errors.New("emptyDir medium Memory is not supported")
 		}
-		p := r.EmptyDirPath(string(pod.UID), v.Name)
+		p, err := r.EmptyDirPath(string(pod.UID), v.Name)
+		if err != nil {
+			return "", fmt.Errorf("emptyDir: %w", err)
+		}
 		if err := os.MkdirAll(p, 0o777); err != nil {
 			return "", fmt.Errorf("create emptyDir: %w", err)
 		}

@@ -20,8 +20,16 @@ type fileHarness struct {
 	src *FileSource
 }
 
-// startFile runs a file source on path until the test ends.
+// startFile runs a file source on path until the test ends, and waits for
+// its first listing.
 func startFile(t *testing.T, path string, known []Known, tweak ...func(*FileConfig)) *fileHarness {
+	t.Helper()
+	return startFileUntil(t, path, known, "SourceSynced", hasLine("SourceSynced"), tweak...)
+}
+
+// startFileUntil runs a file source on path until the test ends, and waits
+// until its events satisfy cond.
+func startFileUntil(t *testing.T, path string, known []Known, what string, cond func([]string) bool, tweak ...func(*FileConfig)) *fileHarness {
 	t.Helper()
 	rec := newRecorder()
 	cfg := FileConfig{Path: path, NodeName: "node1", Recorder: rec, Known: known, CheckFrequency: time.Hour, Logger: testLogger(t)}
@@ -42,7 +50,7 @@ func startFile(t *testing.T, path string, known []Known, tweak ...func(*FileConf
 		}
 	})
 	h := &fileHarness{t: t, dir: path, rec: rec, src: src}
-	rec.waitFor(t, "SourceSynced", hasLine("SourceSynced"))
+	rec.waitFor(t, what, cond)
 	return h
 }
 
@@ -63,8 +71,9 @@ func renameInto(t *testing.T, dir, name, content string) {
 	}
 }
 
-// quiet waits long enough for any settling change to be appended.
-func quiet() { time.Sleep(150 * time.Millisecond) }
+// quiet waits long enough for any change settling in the default window
+// to be appended.
+func quiet() { time.Sleep(2*DefaultSettleWindow + 100*time.Millisecond) }
 
 func manifestDir(t *testing.T) string {
 	dir := filepath.Join(t.TempDir(), "manifests")
@@ -292,15 +301,18 @@ func TestEditorReplaceDoesNotBlink(t *testing.T) {
 
 func TestDirectoryAppearingLater(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "manifests")
-	h := startFile(t, dir, nil)
-	if got := summary(h.rec.events()); !slices.Equal(got, []string{"SourceSynced"}) {
+	h := startFileUntil(t, dir, nil, "unavailable", hasLine("SourceUnavailable"))
+	if got := summary(h.rec.events()); !slices.Equal(got, []string{"SourceUnavailable"}) {
 		t.Fatalf("events for a missing directory: %v", got)
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	renameInto(t, dir, "web.yaml", podYAML("web", "busybox:1.36"))
-	h.rec.waitFor(t, "added", hasLine("ManifestAdded default/web-node1 web.yaml"))
+	got := h.rec.waitFor(t, "added", hasLine("ManifestAdded default/web-node1 web.yaml"))
+	if want := []string{"SourceUnavailable", "SourceAvailable", "ManifestAdded default/web-node1 web.yaml", "SourceSynced"}; !slices.Equal(got, want) {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 	// And files written after the directory appeared are watched.
 	write(t, filepath.Join(dir, "db.yaml"), podYAML("db", "busybox:1.36"))
 	h.rec.waitFor(t, "db added", hasLine("ManifestAdded default/db-node1 db.yaml"))
@@ -327,14 +339,14 @@ func TestRelistCatchesWhatWatchesMissed(t *testing.T) {
 	// No Run, so no watcher: only re-lists see the directory.
 	dir := manifestDir(t)
 	rec := newRecorder()
-	src, err := NewFileSource(FileConfig{Path: dir, NodeName: "node1", Recorder: rec, Logger: testLogger(t)})
+	src, err := NewFileSource(FileConfig{Path: dir, NodeName: "node1", Recorder: rec, Logger: testLogger(t), SettleWindow: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	relist := func() {
 		src.relist(ctx)
-		time.Sleep(2 * DefaultSettleWindow)
+		time.Sleep(40 * time.Millisecond)
 		src.settled(ctx)
 	}
 	relist()

@@ -14,6 +14,10 @@ type observation struct {
 	res  *Result // nil when err is set
 	err  error   // read, parse or validation error
 	raw  []byte  // the bytes, kept for the rejection's blob
+	// unavailable says why the manifest cannot be read although its name
+	// is there (a symlink to nothing): not gone, so whatever it provides
+	// stays, and not rejected. The other fields are unset.
+	unavailable string
 	// stamp is the file's stat before it was read. When trusted, a re-list
 	// that finds the same stamp skips reading the file.
 	stamp   fileStamp
@@ -56,7 +60,8 @@ func (o *observation) rejectKey() string {
 // Rules:
 //   - a pod stays with the file that provides it as long as that file exists
 //     and does not name another pod — an invalid edit only adds a rejection
-//     (the last good spec is kept);
+//     (the last good spec is kept), and an unreadable one (a symlink to
+//     nothing) changes nothing;
 //   - a free pod name goes to the first file in lexical path order; other
 //     files naming it are rejected as duplicates, and take over, in lexical
 //     order, when the holder goes (ManifestRemoved, then ManifestAdded);
@@ -76,6 +81,8 @@ func reconcileFiles(l ledger, files map[string]*observation) ([]eventlog.Event, 
 		h := next.pods[key]
 		o := files[h.path]
 		switch {
+		case o != nil && o.unavailable != "":
+			// Unreadable, not gone: the pod stays as it is.
 		case o == nil || (o.res != nil && o.res.Key != key):
 			removed = append(removed, removedEvent(SourceFile, key, h))
 			delete(next.pods, key)
@@ -100,6 +107,9 @@ func reconcileFiles(l ledger, files map[string]*observation) ([]eventlog.Event, 
 	}
 	for _, path := range sortedKeys(files) {
 		o := files[path]
+		if o.unavailable != "" {
+			continue
+		}
 		if o.res == nil {
 			// File the rejection under the pod whose last good spec this
 			// path keeps, else under the pod the manifest names, if any.
@@ -128,6 +138,9 @@ func reconcileFiles(l ledger, files map[string]*observation) ([]eventlog.Event, 
 	}
 
 	for _, path := range sortedKeys(next.rejected) {
+		if o := files[path]; o != nil && o.unavailable != "" {
+			continue // unreadable for now: its last rejection stands
+		}
 		if _, ok := refuse[path]; !ok {
 			// Gone, or accepted again: a later rejection of the same
 			// content is news again.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 )
 
 func fileOpts(path string) ParseOptions {
@@ -511,5 +513,42 @@ func TestPinnedUIDConfigHashFollowsContent(t *testing.T) {
 	}
 	if a.ConfigHash == b.ConfigHash {
 		t.Fatalf("config.hash %s did not follow the edit", a.ConfigHash)
+	}
+}
+
+// A pinned metadata.uid becomes a component of the pod's log directory, data
+// directory and cgroup, so it must be one plain name: never a path.
+func TestPinnedUIDMustBeOnePlainName(t *testing.T) {
+	manifest := func(uid string) []byte {
+		b, _ := json.Marshal(map[string]any{
+			"metadata": map[string]any{"name": "web", "uid": uid},
+			"spec":     map[string]any{"containers": []any{map[string]any{"name": "c", "image": "i"}}},
+		})
+		return b
+	}
+	for _, uid := range []string{"../../x", "..", ".", "a/b", "/etc", "x/..", "-x", "x-", "x y", "x\ny", "x\x00y", "ü", strings.Repeat("a", 129)} {
+		res, err := Parse(manifest(uid), fileOpts("/m/web.yaml"))
+		if err == nil {
+			t.Errorf("uid %q accepted (pod uid %s)", uid, res.UID)
+			continue
+		}
+		var me *ManifestError
+		if !errors.As(err, &me) || me.Pod != "default/web-node-1" || !strings.Contains(err.Error(), "metadata.uid: ") {
+			t.Errorf("uid %q: error %v; want a ManifestError for default/web-node-1 with a metadata.uid field error", uid, err)
+		}
+	}
+	// The file source records it as a rejection of that pod's manifest.
+	evs, _ := reconcileFiles(newLedger(SourceFile, nil, nil), map[string]*observation{"/m/web.yaml": {hash: "h", err: func() error {
+		_, err := Parse(manifest("../../x"), fileOpts("/m/web.yaml"))
+		return err
+	}()}})
+	if len(evs) != 1 || !strings.Contains(evs[0].Data.(*eventpb.ManifestRejected).Reason, `metadata.uid: Invalid value: "../../x"`) || evs[0].Pod != "default/web-node-1" {
+		t.Errorf("recorded %v", summary(evs))
+	}
+	for _, uid := range []string{"6f1c2b0e-7d2a-4b8e-9c1a-3f5e2d7a9b10", "6F1C2B0E-7D2A-4B8E-9C1A-3F5E2D7A9B10", "etcd_1.2", "a..b", "x", strings.Repeat("a", 128)} {
+		res, err := Parse(manifest(uid), fileOpts("/m/web.yaml"))
+		if err != nil || res.UID != uid {
+			t.Errorf("uid %q refused: %v", uid, err)
+		}
 	}
 }

@@ -43,13 +43,42 @@ func validatePod(pod *v1.Pod, baseName string) error {
 	if msgs := validation.IsDNS1123Label(pod.Namespace); len(msgs) > 0 {
 		errs = append(errs, field.Invalid(md.Child("namespace"), pod.Namespace, strings.Join(msgs, "; ")))
 	}
-	if len(pod.UID) > 128 {
-		errs = append(errs, field.TooLong(md.Child("uid"), "", 128))
-	}
+	errs = append(errs, validateUID(string(pod.UID), md.Child("uid"))...)
 	errs = append(errs, metavalidation.ValidateLabels(pod.Labels, md.Child("labels"))...)
 	errs = append(errs, apivalidation.ValidateAnnotations(pod.Annotations, md.Child("annotations"))...)
 	errs = append(errs, validateSpec(&pod.Spec, field.NewPath("spec"))...)
 	return joinFieldErrors(errs)
+}
+
+// maxUIDLength bounds a pinned metadata.uid (a UUID is 36 characters).
+const maxUIDLength = 128
+
+// validateUID checks a pinned metadata.uid. The UID names the pod's log
+// directory, data directory and cgroup, so, like a name, it must be one plain
+// path component: letters, digits, '-', '_' and '.', starting and ending with
+// a letter or digit, which rules out "..", separators and control characters.
+// Upper case is allowed: UUIDs are often written that way.
+func validateUID(uid string, p *field.Path) field.ErrorList {
+	if len(uid) > maxUIDLength {
+		return field.ErrorList{field.TooLong(p, "", maxUIDLength)}
+	}
+	if !isPlainUID(uid) {
+		return field.ErrorList{field.Invalid(p, uid, "must consist of letters, digits, '-', '_' or '.', and start and end with a letter or digit")}
+	}
+	return nil
+}
+
+func isPlainUID(uid string) bool {
+	if uid == "" {
+		return false
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	for i := 0; i < len(uid); i++ {
+		if c := uid[i]; !alnum(c) && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return alnum(uid[0]) && alnum(uid[len(uid)-1])
 }
 
 func joinFieldErrors(errs field.ErrorList) error {

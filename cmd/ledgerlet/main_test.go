@@ -525,3 +525,23 @@ func TestDataDirIsTightened(t *testing.T) {
 		t.Fatalf("data dir mode %v, want 0700", fi.Mode().Perm())
 	}
 }
+
+func TestCheckReportsASoundLogAndADamagedOne(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "ledger.db")
+	projectortest.SeedLog(t, db)
+	out, errOut, code := cli(t, "check", "--db", db)
+	if code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("check of a sound log: %d %s %s", code, out, errOut)
+	}
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db, b[:3*4096], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = cli(t, "check", "--db", db)
+	if code == 0 || !strings.Contains(out+errOut, "readable") {
+		t.Fatalf("check of a truncated log: %d %s %s", code, out, errOut)
+	}
+}

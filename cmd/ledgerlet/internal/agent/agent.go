@@ -168,6 +168,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		return nil
 	})
+	// A log that failed a commit refuses every append: the agent exits and
+	// the next run recovers from the file.
+	actor("log", func(actx context.Context) error {
+		select {
+		case <-log.Failed():
+			return fmt.Errorf("the log failed and refuses appends: %w", log.Err())
+		case <-actx.Done():
+			return nil
+		}
+	})
 	actor("projection", proj.Run)
 	actor("api", (&api.Server{Log: log, State: proj, Logger: logger}).Serve(sock))
 	if cfg.HealthzBind != "" {

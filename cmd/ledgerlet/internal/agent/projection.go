@@ -64,14 +64,29 @@ func (p *projection) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("follow log: %w", err)
 		}
+		// Fold what is already committed before anyone sees the state, so
+		// no decision is made between two events of one append.
+		batch := []eventlog.Event{e}
+		for sub.Ready() > 0 {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				break
+			}
+			batch = append(batch, e)
+		}
 		p.mu.Lock()
-		p.state.Apply(e)
+		for _, e := range batch {
+			p.state.Apply(e)
+		}
 		ch := p.changed
 		p.changed = make(chan struct{})
-		due := p.every > 0 && e.Seq-p.lastSnap >= p.every
+		last := batch[len(batch)-1].Seq
+		due := p.every > 0 && last-p.lastSnap >= p.every
 		p.mu.Unlock()
 		close(ch)
-		p.events.WithLabelValues(e.Type()).Inc()
+		for _, e := range batch {
+			p.events.WithLabelValues(e.Type()).Inc()
+		}
 		if due {
 			if err := p.snapshot(ctx); err != nil {
 				// A missed snapshot costs start-up time, not correctness.
