@@ -306,4 +306,3 @@ func TestApiserverOutageNeverDelaysLocalLife(t *testing.T) {
 	}
 	assertNo403(t, a)
 }
-
