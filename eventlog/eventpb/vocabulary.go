@@ -81,3 +81,22 @@ const (
 	// ReasonApiserverError: an apiserver call failed.
 	ReasonApiserverError = "ApiserverError"
 )
+
+// Outcome reasons of the mirror lane (runtime/mirror), besides
+// ReasonApiserverError for failures the apiserver does not name.
+const (
+	// ReasonApiserverNotConnected: no connection to the apiserver was made
+	// in this run yet (the Node's UID, which a mirror must name, is unknown).
+	ReasonApiserverNotConnected = "ApiserverNotConnected"
+	// ReasonMirrorGone: the mirror a status patch was for is not there
+	// (deleted, or another object holds its name).
+	ReasonMirrorGone = "MirrorGone"
+	// ReasonMirrorExists: a create found another pod under the mirror's
+	// name (Outcome.mirror_uid names it when it is a mirror of this node).
+	ReasonMirrorExists = "MirrorExists"
+	// ReasonForbidden: the apiserver refused the node (authorization or
+	// NodeRestriction admission).
+	ReasonForbidden = "Forbidden"
+	// ReasonInvalid: the apiserver rejected the object or patch as invalid.
+	ReasonInvalid = "Invalid"
+)

@@ -50,24 +50,6 @@ const (
 	leaseNamespace         = "kube-node-lease"
 )
 
-// Outcome reasons this package assigns (Outcome.reason), besides
-// eventpb.ReasonApiserverError for failures the apiserver does not name.
-const (
-	// ReasonApiserverNotConnected: no connection to the apiserver was made
-	// in this run yet (the Node's UID, which a mirror must name, is unknown).
-	ReasonApiserverNotConnected = "ApiserverNotConnected"
-	// ReasonMirrorGone: the mirror a status patch was for is not there
-	// (deleted, or another object holds its name).
-	ReasonMirrorGone = "MirrorGone"
-	// ReasonMirrorExists: a create found another pod under the mirror's
-	// name (Outcome.mirror_uid names it when it is a mirror of this node).
-	ReasonMirrorExists = "MirrorExists"
-	// ReasonForbidden: the apiserver refused the node (authorization or
-	// NodeRestriction admission).
-	ReasonForbidden = "Forbidden"
-	// ReasonInvalid: the apiserver rejected the object or patch as invalid.
-	ReasonInvalid = "Invalid"
-)
 
 // Recorder appends events durably (*eventlog.Log satisfies it). An error
 // means the log is closed for good.

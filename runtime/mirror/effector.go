@@ -45,7 +45,7 @@ func (a *Agent) execute(ctx context.Context, job runtime.Job) (*pb.Outcome, erro
 	}
 	conn := a.conn.Load()
 	if conn == nil {
-		out.Reason = ReasonApiserverNotConnected
+		out.Reason = pb.ReasonApiserverNotConnected
 		return out, fmt.Errorf("%s %s: not connected to the apiserver yet", in.Action, job.Pod)
 	}
 	switch pb.Action(in.Action) {
@@ -86,7 +86,7 @@ func (a *Agent) create(ctx context.Context, conn *connection, job runtime.Job, o
 	if err != nil {
 		return out, fmt.Errorf("create mirror %s/%s: exists, and reading it failed: %w", pod.Namespace, pod.Name, err)
 	}
-	out.Reason = ReasonMirrorExists
+	out.Reason = pb.ReasonMirrorExists
 	if existing == nil {
 		return out, fmt.Errorf("create mirror %s/%s: a pod of that name exists that is not bound to node %s", pod.Namespace, pod.Name, a.cfg.NodeName)
 	}
@@ -196,7 +196,7 @@ func (a *Agent) patchStatus(ctx context.Context, job runtime.Job, out *pb.Outcom
 	case err == nil:
 		return out, nil
 	case apierrors.IsNotFound(err), uidMismatch(err):
-		out.Reason = ReasonMirrorGone
+		out.Reason = pb.ReasonMirrorGone
 		return out, fmt.Errorf("mirror status %s (uid %s): the mirror is gone: %w", job.Pod, uid, err)
 	}
 	return out, fmt.Errorf("mirror status %s (uid %s): %w", job.Pod, uid, err)
@@ -256,9 +256,9 @@ func uidMismatch(err error) bool {
 func apiReason(err error) string {
 	switch {
 	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
-		return ReasonForbidden
+		return pb.ReasonForbidden
 	case apierrors.IsInvalid(err):
-		return ReasonInvalid
+		return pb.ReasonInvalid
 	}
 	return pb.ReasonApiserverError
 }

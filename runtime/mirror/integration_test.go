@@ -262,7 +262,7 @@ spec:
 	// A status for another UID under that name is refused by the UID precondition.
 	wrong := status
 	wrong.Intent = &pb.Intent{Action: string(pb.ActionMirrorStatus), MirrorUid: "00000000-0000-0000-0000-000000000000"}
-	if out := a.Execute(ctx, wrong); out.Ok || out.Reason != ReasonMirrorGone {
+	if out := a.Execute(ctx, wrong); out.Ok || out.Reason != pb.ReasonMirrorGone {
 		t.Errorf("MirrorStatus for another uid: ok=%t reason=%s error=%s", out.Ok, out.Reason, out.Error)
 	}
 	// A delete for another UID leaves the mirror alone, and counts as done.
@@ -294,7 +294,7 @@ spec:
 	rec.waitFor(t, "the user's delete", hasLine(fmt.Sprintf("MirrorGone %s uid=%s", res.Key, out.MirrorUid)))
 	// A status for it now fails as gone.
 	status.Intent = &pb.Intent{Action: string(pb.ActionMirrorStatus), MirrorUid: out.MirrorUid}
-	if out := a.Execute(ctx, status); out.Ok || out.Reason != ReasonMirrorGone {
+	if out := a.Execute(ctx, status); out.Ok || out.Reason != pb.ReasonMirrorGone {
 		t.Errorf("MirrorStatus after the delete: ok=%t reason=%s error=%s", out.Ok, out.Reason, out.Error)
 	}
 
@@ -323,14 +323,14 @@ func TestIntegrationRefusedRequests(t *testing.T) {
 	res, _ := staticFromManifest(t, api.node, "apiVersion: v1\nkind: Pod\nmetadata: {name: other}\nspec:\n  containers: [{name: c, image: busybox}]\n", time.Now())
 	res.Pod.Spec.NodeName = "someone-else"
 	out := a.Execute(ctx, lruntime.Job{Pod: res.Key, Spec: res.Pod, Intent: &pb.Intent{Action: string(pb.ActionMirrorCreate), ConfigHash: res.ConfigHash}})
-	if out.Ok || out.Reason != ReasonForbidden {
+	if out.Ok || out.Reason != pb.ReasonForbidden {
 		t.Errorf("mirror for another node: ok=%t reason=%s error=%s", out.Ok, out.Reason, out.Error)
 	}
 	// A pod that references an API object (a mirror may not).
 	res, _ = staticFromManifest(t, api.node, "apiVersion: v1\nkind: Pod\nmetadata: {name: sa}\nspec:\n  containers: [{name: c, image: busybox}]\n", time.Now())
 	res.Pod.Spec.ServiceAccountName = "default"
 	out = a.Execute(ctx, lruntime.Job{Pod: res.Key, Spec: res.Pod, Intent: &pb.Intent{Action: string(pb.ActionMirrorCreate), ConfigHash: res.ConfigHash}})
-	if out.Ok || out.Reason != ReasonForbidden {
+	if out.Ok || out.Reason != pb.ReasonForbidden {
 		t.Errorf("mirror with a service account: ok=%t reason=%s error=%s", out.Ok, out.Reason, out.Error)
 	}
 	t.Logf("refused: %s", out.Error)
