@@ -176,8 +176,10 @@ func (s *State) apply(e eventlog.Event) bool {
 			in.Generation = p.Generation
 		}
 		s.Pending[e.Seq] = in
-		if p := s.Pods[e.Pod]; p != nil && d.RemovePodData && d.Uid != "" {
-			// From here until confirmed, the UID's data may be left behind.
+		if p := s.Pods[e.Pod]; p != nil && d.Uid != "" && (d.RemovePodData || pb.Action(d.Action) == pb.ActionRunSandbox) {
+			// From a sandbox's creation (containerd makes the pod's cgroup
+			// even when the call is cut short) until its data's removal is
+			// confirmed, the UID may have left something on the node.
 			if p.Leftovers == nil {
 				p.Leftovers = map[string]bool{}
 			}

@@ -303,3 +303,23 @@ func TestCleanupCutShortByACrashIsCompleted(t *testing.T) {
 		t.Fatal("the pod stays in state after its data was removed")
 	}
 }
+
+// TestNameReservedByAnEarlierRunIsRetriedSoon: a sandbox an earlier run was
+// creating when it died still holds its name in containerd; the retry comes
+// within a second or two (the relist then shows the sandbox), not after the
+// 10 s back-off of a real failure.
+func TestNameReservedByAnEarlierRunIsRetriedSoon(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	w.desire("u1", podSpec("Always", nil, "a"))
+	in := w.mustPlan(pb.ActionRunSandbox, "")
+	iseq := w.apply(pk, in)
+	w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: false, Reason: pb.ReasonNameReserved, Error: `name "x_0" is reserved for "abc"`})
+	if again, _ := w.plan(); again != nil {
+		t.Fatalf("retried at once: %v", again)
+	}
+	w.advance(1100 * time.Millisecond)
+	if again, _ := w.plan(); again == nil || pb.Action(again.Action) != pb.ActionRunSandbox {
+		t.Fatalf("not retried after a second: %v", again)
+	}
+}

@@ -539,6 +539,10 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		// starting); retry them sooner.
 		key, base, ceiling = objectKey(in.ContainerID, in.SandboxID), TeardownRetryInitial, TeardownRetryMax
 	}
+	if !d.Ok && d.Reason == pb.ReasonNameReserved {
+		// An earlier run's create is still under way: look again soon.
+		base, ceiling = TeardownRetryInitial, TeardownRetryMax
+	}
 	if !d.Ok {
 		if p.Failures == nil {
 			p.Failures = map[string]*Failure{}

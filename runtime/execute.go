@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,7 +38,7 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent) (
 		}
 		id, err := r.RunPodSandbox(ctx, pod, in.Attempt)
 		if err != nil {
-			out.Reason = "SandboxCreateError"
+			out.Reason = createReason(err, "SandboxCreateError")
 			return out, err
 		}
 		out.SandboxId = id
@@ -66,7 +67,7 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent) (
 			Fields: FieldValues{NodeName: pod.Spec.NodeName, HostIP: r.cfg.HostIP},
 		})
 		if err != nil {
-			out.Reason = "CreateContainerError"
+			out.Reason = createReason(err, "CreateContainerError")
 			return out, err
 		}
 		if err := r.StartContainer(ctx, id); err != nil {
@@ -147,4 +148,14 @@ func (r *Runtime) removePodLeftovers(uid string) error {
 		return fmt.Errorf("remove data of pod %s: %w", uid, err)
 	}
 	return nil
+}
+
+// createReason names a failed create: NameReserved when containerd still
+// holds the name for an earlier run's create (its "is reserved for" error),
+// which the planner retries soon instead of backing off like a real error.
+func createReason(err error, otherwise string) string {
+	if strings.Contains(err.Error(), "is reserved for") {
+		return pb.ReasonNameReserved
+	}
+	return otherwise
 }

@@ -80,6 +80,10 @@ const (
 	ReasonRuntimeError = "RuntimeError"
 	// ReasonApiserverError: an apiserver call failed.
 	ReasonApiserverError = "ApiserverError"
+	// ReasonNameReserved: the runtime holds the name of the sandbox or
+	// container to create: an earlier run's create of it is still under
+	// way (or finished unseen). Retried soon: the relist will show it.
+	ReasonNameReserved = "NameReserved"
 )
 
 // Outcome reasons of the mirror lane (runtime/mirror), besides

@@ -189,7 +189,7 @@ func (a *agent) removeManifest(name string) {
 
 // cli runs a ledgerlet command against this agent's data dir.
 func (a *agent) cli(args ...string) (string, error) {
-	if args[0] != "replay" {
+	if args[0] != "replay" && args[0] != "check" {
 		args = append(args, "--data-dir", a.dataDir)
 	}
 	cmd := exec.Command(binary, args...)
