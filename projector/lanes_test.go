@@ -323,3 +323,35 @@ func TestNameReservedByAnEarlierRunIsRetriedSoon(t *testing.T) {
 		t.Fatalf("not retried after a second: %v", again)
 	}
 }
+
+// TestStartCutShortByTheAgentsDeathIsNoCrash: the agent dies while
+// containerd starts a container; containerd then fails the start
+// (StartError). That is not the container crashing: it is started again at
+// once, without crash-loop back-off.
+func TestStartCutShortByTheAgentsDeathIsNoCrash(t *testing.T) {
+	for _, exitFirst := range []bool{false, true} {
+		w := newWorld(t)
+		w.ready()
+		w.desire("u1", podSpec("Always", nil, "a"))
+		sb := w.do(w.mustPlan(pb.ActionRunSandbox, "")).SandboxId
+		in := w.mustPlan(pb.ActionStartContainer, "a")
+		iseq := w.apply(pk, in) // the agent dies here
+		w.apply("", &pb.AgentStarted{NodeName: "node1"})
+		exit := func() {
+			w.apply(pk, &pb.ContainerObserved{Uid: "u1", SandboxId: sb, Container: "a", ContainerId: "c1", State: pb.StateExited,
+				ExitCode: 128, Reason: "StartError"})
+		}
+		if exitFirst {
+			exit()
+		}
+		w.apply("", &pb.RuntimeConnected{})
+		w.apply("", &pb.SourceSynced{Source: "file", Location: "/m"})
+		w.apply(pk, &pb.Outcome{IntentSeq: iseq, Reason: pb.ReasonReconciled})
+		if !exitFirst {
+			exit()
+		}
+		if again, _ := w.plan(); again == nil || pb.Action(again.Action) != pb.ActionStartContainer {
+			t.Fatalf("exitFirst=%v: not restarted at once: %v", exitFirst, again)
+		}
+	}
+}

@@ -19,6 +19,10 @@ const (
 	TeardownRetryMax     = int64(time.Minute)
 )
 
+// ReasonStartError is containerd's reason for a container whose task never
+// started.
+const ReasonStartError = "StartError"
+
 // Mirror actions that fail are retried sooner than container starts: the
 // apiserver answering again should be seen within a second.
 const (
@@ -504,6 +508,15 @@ func (p *Pod) noteExit(c *Container, now int64) {
 		b = &Backoff{}
 		p.Backoff[c.Name] = b
 	}
+	if a, ok := p.Interrupted[c.Name]; ok && a == c.Attempt {
+		delete(p.Interrupted, c.Name)
+		if c.Reason == ReasonStartError {
+			// The agent died while starting it: not a crash of the
+			// container, so no back-off; start it again at once.
+			b.NextStart = now
+			return
+		}
+	}
 	ran := c.FinishedAt - c.StartedAt
 	switch {
 	case b.Delay == 0 || (c.StartedAt > 0 && c.FinishedAt > 0 && ran >= BackoffReset):
@@ -523,7 +536,26 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		return
 	}
 	if d.Reason == pb.ReasonReconciled {
-		return // the relist already told the truth
+		// The relist already told the truth. A start cut short by the
+		// agent's own death is remembered, so its failure is not the
+		// container's (see noteExit).
+		if in.Action == pb.ActionStartContainer && in.UID == p.UID {
+			for _, c := range p.Containers {
+				if c.UID == in.UID && c.Name == in.Container && c.Attempt == in.Attempt &&
+					c.State == pb.StateExited && c.Reason == ReasonStartError {
+					// Already seen ending: undo the back-off it was given.
+					if b := p.Backoff[c.Name]; b != nil {
+						b.NextStart = now
+					}
+					return
+				}
+			}
+			if p.Interrupted == nil {
+				p.Interrupted = map[string]uint32{}
+			}
+			p.Interrupted[in.Container] = in.Attempt
+		}
+		return
 	}
 	key, base, ceiling := in.Container, BackoffInitial, BackoffMax
 	switch in.Action {

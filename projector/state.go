@@ -132,6 +132,11 @@ type Pod struct {
 	Backoff map[string]*Backoff `json:"backoff,omitempty"`
 	// Failures by container name ("" for the sandbox): failed actions and when to retry.
 	Failures map[string]*Failure `json:"failures,omitempty"`
+	// Interrupted: by container name, the attempt whose StartContainer an
+	// earlier run left without an outcome (settled as Reconciled). If that
+	// instance then ends without having run (containerd's StartError), the
+	// agent cut it short: it is started again without crash-loop back-off.
+	Interrupted map[string]uint32 `json:"interrupted,omitempty"`
 	// Leftovers are UIDs no longer desired whose cgroup and data may still
 	// be on the node: set when their removal is planned, cleared when it is
 	// confirmed, so a crash or a failure in between is cleaned up later.

@@ -55,9 +55,34 @@ func TestKill9TortureConvergesFastWithNothingLeft(t *testing.T) {
 		a.start()
 	}
 	a.kill9()
+	r, err := runtime.New(runtime.Config{Endpoint: endpoint, ManagedBy: a.node, DataDir: a.dataDir, CgroupRoot: "/ledgerlet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
 	begin := time.Now()
 	a.start()
 	var last string
+	// leftovers lists what remains on the node of UIDs no longer wanted.
+	leftovers := func(desired map[string]bool, uids map[string]bool) []string {
+		var out []string
+		for uid := range uids {
+			if desired[uid] {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(a.dataDir, "pods", uid)); err == nil {
+				out = append(out, "pod directory of removed uid "+uid)
+			}
+			paths, _ := r.PodCgroupPaths(uid)
+			for _, p := range paths {
+				if _, err := os.Stat(p); err == nil {
+					out = append(out, "cgroup of removed uid "+uid+": "+p)
+				}
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
 	converged := func() bool {
 		rp := a.runtimePods()
 		last = ""
@@ -80,14 +105,24 @@ func TestKill9TortureConvergesFastWithNothingLeft(t *testing.T) {
 				return false
 			}
 		}
-		// The versions, last: this reads the whole log.
+		// The versions and what removed versions left, last: this reads the whole log.
 		specs := a.specsByUID()
+		desired := map[string]bool{}
 		for _, v := range views {
 			name := strings.TrimSuffix(v.Name, "-"+a.node)
 			if want[name] == 0 || !strings.Contains(specs[v.UID], fmt.Sprintf("v=%d;", want[name])) {
 				last = fmt.Sprintf("%s runs another version than %d", v.Name, want[name])
 				return false
 			}
+			desired[v.UID] = true
+		}
+		uids := map[string]bool{}
+		for uid := range specs {
+			uids[uid] = true
+		}
+		if l := leftovers(desired, uids); len(l) > 0 {
+			last = strings.Join(l, "\n")
+			return false
 		}
 		return true
 	}
@@ -122,33 +157,7 @@ func TestKill9TortureConvergesFastWithNothingLeft(t *testing.T) {
 		t.Errorf("replay verify: %v\n%s", err, out)
 	}
 
-	// Nothing left of UIDs no longer wanted: cgroups, pod directories.
-	desired := map[string]bool{}
-	for _, p := range a.offlinePods(db) {
-		if !p.Removed {
-			desired[p.UID] = true
-		}
-	}
-	r, err := runtime.New(runtime.Config{Endpoint: endpoint, ManagedBy: a.node, DataDir: a.dataDir, CgroupRoot: "/ledgerlet"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
 	evs := a.offlineEvents(db)
-	for uid := range allUIDs(evs) {
-		if desired[uid] {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(a.dataDir, "pods", uid)); err == nil {
-			t.Errorf("pod directory of removed uid %s left behind", uid)
-		}
-		paths, _ := r.PodCgroupPaths(uid)
-		for _, p := range paths {
-			if _, err := os.Stat(p); err == nil {
-				t.Errorf("cgroup of removed uid %s left behind: %s", uid, p)
-			}
-		}
-	}
 	// No container instance started twice; no step retried in a loop.
 	started := map[string]int{}
 	perObjectMinute := map[string]int{}
