@@ -176,14 +176,11 @@ func (s *State) apply(e eventlog.Event) bool {
 			in.Generation = p.Generation
 		}
 		s.Pending[e.Seq] = in
-		if p := s.Pods[e.Pod]; p != nil && d.Uid != "" && (d.RemovePodData || pb.Action(d.Action) == pb.ActionRunSandbox) {
+		if d.Uid != "" && (d.RemovePodData || pb.Action(d.Action) == pb.ActionRunSandbox) {
 			// From a sandbox's creation (containerd makes the pod's cgroup
 			// even when the call is cut short) until its data's removal is
 			// confirmed, the UID may have left something on the node.
-			if p.Leftovers == nil {
-				p.Leftovers = map[string]bool{}
-			}
-			p.Leftovers[d.Uid] = true
+			s.Leftovers[d.Uid] = &Leftover{Pod: e.Pod}
 		}
 		if p := s.Pods[e.Pod]; p != nil {
 			p.LastAction = &Action{Seq: e.Seq, Action: pb.Action(d.Action), Container: d.Container, Reason: d.Reason, At: now}
@@ -192,6 +189,7 @@ func (s *State) apply(e eventlog.Event) bool {
 		if in := s.Pending[d.IntentSeq]; in != nil {
 			s.applyOutcome(in, d, now)
 		}
+		s.pruneLeftovers(now)
 		delete(s.Pending, d.IntentSeq)
 		if p := s.Pods[e.Pod]; p != nil && p.LastAction != nil && p.LastAction.Seq == d.IntentSeq {
 			p.LastAction.Done = true
@@ -227,6 +225,9 @@ func (s *State) apply(e eventlog.Event) bool {
 		if s.Apiserver.Connected {
 			s.Apiserver.MirrorsSynced = true
 		}
+	case *pb.PodDataObserved:
+		// Something of the UID is on the node again (or still): clean it.
+		s.Leftovers[d.Uid] = &Leftover{Pod: e.Pod}
 	case *pb.SnapshotMarker:
 		// Informational: snapshots never change state.
 	default:
@@ -305,7 +306,7 @@ func (s *State) pod(key string, now int64) *Pod {
 // dropIfGone forgets a pod that is neither desired nor present in the
 // runtime or (as a mirror) in the apiserver.
 func (s *State) dropIfGone(p *Pod) {
-	if p.Removed && len(p.Sandboxes) == 0 && len(p.Containers) == 0 && p.Mirror == nil && len(p.Leftovers) == 0 {
+	if p.Removed && len(p.Sandboxes) == 0 && len(p.Containers) == 0 && p.Mirror == nil {
 		delete(s.Pods, p.Key())
 	}
 }

@@ -355,3 +355,30 @@ func TestStartCutShortByTheAgentsDeathIsNoCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestCgroupBroughtBackAfterCleanupIsRemovedAgain: a sandbox create an
+// earlier run left in flight recreates the pod's cgroup after it was
+// removed; the observer reports it and it is removed again.
+func TestCgroupBroughtBackAfterCleanupIsRemovedAgain(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	w.desire("u1", podSpec("Always", nil, "a"))
+	iseq := w.apply(pk, w.mustPlan(pb.ActionRunSandbox, "")) // the agent dies mid-create
+	w.apply(pk, &pb.ManifestRemoved{Source: "file", Path: "/m/web.yaml", Uid: "u1"})
+	w.apply(pk, &pb.Outcome{IntentSeq: iseq, Reason: pb.ReasonReconciled})
+	w.do(w.mustPlan(pb.ActionCleanupPod, ""))
+	if in, _ := w.plan(); in != nil {
+		t.Fatalf("after cleanup: %v", in)
+	}
+	w.apply(pk, &pb.PodDataObserved{Uid: "u1"})
+	if in := w.mustPlan(pb.ActionCleanupPod, ""); in.Uid != "u1" {
+		t.Fatalf("cleanup of %s", in.Uid)
+	}
+	// Cleaned entries are forgotten after the recheck window.
+	w.do(w.mustPlan(pb.ActionCleanupPod, ""))
+	w.advance(11 * time.Minute)
+	w.apply("", &pb.Outcome{IntentSeq: 9999})
+	if len(w.s.Leftovers) != 0 {
+		t.Fatalf("leftovers kept: %v", w.s.Leftovers)
+	}
+}

@@ -123,6 +123,11 @@ func (s *State) Plan(now int64) Plan {
 			plan.Wake = minWake(plan.Wake, futureOnly(wake, now))
 		}
 	}
+	if ready[pb.LaneRuntime] && orphansOK {
+		in, wake := s.planCleanup(busy, plan.Decisions, now)
+		plan.Decisions = append(plan.Decisions, in...)
+		plan.Wake = minWake(plan.Wake, futureOnly(wake, now))
+	}
 	return plan
 }
 
@@ -205,9 +210,6 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 	// Whatever is not the current pod goes first, fully, before the new one
 	// starts: never two versions at once.
 	if in, wake := p.teardown(keep, now); in != nil || wake != 0 {
-		return in, wake
-	}
-	if in, wake := p.cleanup(keep, now); in != nil || wake != 0 {
 		return in, wake
 	}
 	if !desired {
@@ -358,39 +360,6 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	return nil, 0
 }
 
-// cleanup removes what a gone UID may have left on the node (its cgroup and
-// data) once the runtime holds nothing of it: the removal planned with its
-// last sandbox may have been cut short by a crash or failed.
-func (p *Pod) cleanup(keep string, now int64) (*pb.Intent, int64) {
-	uids := make([]string, 0, len(p.Leftovers))
-	for uid := range p.Leftovers {
-		uids = append(uids, uid)
-	}
-	sort.Strings(uids)
-next:
-	for _, uid := range uids {
-		if uid == keep {
-			continue
-		}
-		for _, sb := range p.Sandboxes {
-			if sb.UID == uid {
-				continue next
-			}
-		}
-		for _, c := range p.Containers {
-			if c.UID == uid {
-				continue next
-			}
-		}
-		if f := p.Failures[cleanupKey(uid)]; f != nil && now < f.NextTry {
-			return nil, f.NextTry
-		}
-		return &pb.Intent{Action: string(pb.ActionCleanupPod), Uid: uid, Reason: "data of a removed pod may remain"}, 0
-	}
-	return nil, 0
-}
-
-func cleanupKey(uid string) string { return "uid:" + uid }
 
 // onlySandboxOf: no other sandbox of sb's UID is known.
 func (p *Pod) onlySandboxOf(sb *Sandbox) bool {
@@ -531,6 +500,12 @@ func (p *Pod) noteExit(c *Container, now int64) {
 // applyOutcome folds what an action did into the observed state, so the
 // planner does not repeat it before the next relist confirms it.
 func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
+	if in.Action == pb.ActionCleanupPod {
+		if d.Reason != pb.ReasonReconciled {
+			s.cleanupOutcome(in, d, now)
+		}
+		return
+	}
 	p := s.Pods[in.Pod]
 	if p == nil {
 		return
@@ -564,8 +539,6 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	case pb.ActionStartContainer:
 	case pb.ActionMirrorCreate, pb.ActionMirrorDelete, pb.ActionMirrorStatus:
 		key, base, ceiling = mirrorFailureKey, MirrorRetryInitial, MirrorRetryMax
-	case pb.ActionCleanupPod:
-		key, base, ceiling = cleanupKey(in.UID), TeardownRetryInitial, TeardownRetryMax
 	default:
 		// Teardown steps usually fail for a moment (a container still
 		// starting); retry them sooner.
@@ -620,12 +593,9 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		}
 	case pb.ActionRemoveSandbox:
 		delete(p.Sandboxes, in.SandboxID)
-		if in.RemovePodData {
-			delete(p.Leftovers, in.UID)
+		if lo := s.Leftovers[in.UID]; lo != nil && in.RemovePodData {
+			lo.Cleaned, lo.Failure = now, nil
 		}
-		s.dropIfGone(p)
-	case pb.ActionCleanupPod:
-		delete(p.Leftovers, in.UID)
 		s.dropIfGone(p)
 	case pb.ActionMirrorCreate:
 		p.Mirror = &Mirror{UID: d.MirrorUid, ConfigMirror: in.ConfigHash, Since: now}
@@ -637,6 +607,91 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	case pb.ActionMirrorStatus:
 		if p.Mirror != nil && p.Mirror.UID == in.MirrorUID {
 			p.Mirror.StatusHash = in.StatusHash
+		}
+	}
+}
+
+// LeftoverRecheck is how long a cleaned UID is still watched on disk: a
+// sandbox create an earlier run left in flight in containerd can recreate
+// the pod's cgroup after it was removed.
+const LeftoverRecheck = int64(10 * time.Minute)
+
+// planCleanup removes what UIDs no longer desired left on the node (cgroup,
+// data) once the runtime holds nothing of them and every source has listed:
+// the removal planned with a UID's last sandbox may have been cut short by a
+// crash or failed, or containerd may have created a cgroup for a sandbox that
+// never came to be. One step per pod key at a time, like every runtime step.
+func (s *State) planCleanup(busy map[laneKey]bool, planned []Decision, now int64) ([]Decision, int64) {
+	taken := map[string]bool{}
+	for _, d := range planned {
+		if pb.Action(d.Intent.Action).Lane() == pb.LaneRuntime {
+			taken[d.Pod] = true
+		}
+	}
+	uids := make([]string, 0, len(s.Leftovers))
+	for uid := range s.Leftovers {
+		uids = append(uids, uid)
+	}
+	sort.Strings(uids)
+	var out []Decision
+	var wake int64
+next:
+	for _, uid := range uids {
+		lo := s.Leftovers[uid]
+		if lo.Cleaned != 0 || busy[laneKey{lo.Pod, pb.LaneRuntime}] || taken[lo.Pod] {
+			continue
+		}
+		for _, p := range s.Pods {
+			if p.UID == uid && !p.Removed && p.Spec != nil {
+				continue next // still desired: its data is in use
+			}
+			for _, sb := range p.Sandboxes {
+				if sb.UID == uid {
+					continue next
+				}
+			}
+			for _, c := range p.Containers {
+				if c.UID == uid {
+					continue next
+				}
+			}
+		}
+		if f := lo.Failure; f != nil && now < f.NextTry {
+			wake = minWake(wake, f.NextTry)
+			continue
+		}
+		taken[lo.Pod] = true
+		out = append(out, Decision{Pod: lo.Pod, Intent: &pb.Intent{Action: string(pb.ActionCleanupPod), Uid: uid,
+			Reason: "data of a removed pod may remain"}})
+	}
+	return out, wake
+}
+
+// cleanupOutcome folds a CleanupPod's outcome into the UID's leftover.
+func (s *State) cleanupOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
+	lo := s.Leftovers[in.UID]
+	if lo == nil {
+		return
+	}
+	if d.Ok {
+		lo.Cleaned, lo.Failure = now, nil
+		return
+	}
+	f := lo.Failure
+	if f == nil {
+		f = &Failure{}
+		lo.Failure = f
+	}
+	f.Count++
+	f.Reason, f.Message, f.At = d.Reason, d.Error, now
+	f.NextTry = now + min(TeardownRetryInitial<<min(f.Count-1, 10), TeardownRetryMax)
+}
+
+// pruneLeftovers forgets UIDs cleaned longer than LeftoverRecheck ago.
+func (s *State) pruneLeftovers(now int64) {
+	for uid, lo := range s.Leftovers {
+		if lo.Cleaned != 0 && now-lo.Cleaned > LeftoverRecheck {
+			delete(s.Leftovers, uid)
 		}
 	}
 }

@@ -29,6 +29,11 @@ type State struct {
 	Manifests map[string]*Manifest `json:"manifests,omitempty"`
 	// Pods by "namespace/name".
 	Pods map[string]*Pod `json:"pods,omitempty"`
+	// Leftovers by pod UID: what a pod may have left on the node beside
+	// runtime objects (its cgroup and data), from its first sandbox until its
+	// removal is confirmed — and for a while after, since a create an
+	// earlier run left in flight in containerd can bring a cgroup back.
+	Leftovers map[string]*Leftover `json:"leftovers,omitempty"`
 	// Pending intents by the seq of their Intent event: actions whose outcome
 	// was never recorded. After a crash, recovery reconciles these.
 	Pending map[uint64]*PendingIntent `json:"pending,omitempty"`
@@ -137,12 +142,18 @@ type Pod struct {
 	// instance then ends without having run (containerd's StartError), the
 	// agent cut it short: it is started again without crash-loop back-off.
 	Interrupted map[string]uint32 `json:"interrupted,omitempty"`
-	// Leftovers are UIDs no longer desired whose cgroup and data may still
-	// be on the node: set when their removal is planned, cleared when it is
-	// confirmed, so a crash or a failure in between is cleaned up later.
-	Leftovers map[string]bool `json:"leftovers,omitempty"`
 
 	decoded *corev1.Pod // Spec, decoded once when folded; not part of the encoding
+}
+
+// Leftover is one UID's cgroup and data on the node.
+type Leftover struct {
+	Pod string `json:"pod"` // the pod key it belonged to
+	// Cleaned is when its removal was confirmed (0: it may be there). A
+	// cleaned entry is kept for LeftoverRecheck, while the observer checks
+	// that nothing brought it back.
+	Cleaned int64    `json:"cleaned,omitempty"`
+	Failure *Failure `json:"failure,omitempty"`
 }
 
 // Backoff is one container's crash-loop back-off.
@@ -250,6 +261,7 @@ func New() *State {
 		Manifests: map[string]*Manifest{},
 		Pods:      map[string]*Pod{},
 		Pending:   map[uint64]*PendingIntent{},
+		Leftovers: map[string]*Leftover{},
 	}
 }
 
@@ -301,6 +313,10 @@ func (s *State) normalize() {
 	if s.Pending == nil {
 		s.Pending = map[uint64]*PendingIntent{}
 	}
+	if s.Leftovers == nil {
+		s.Leftovers = map[string]*Leftover{}
+	}
+	dropNil(s.Leftovers)
 	dropNil(s.Sources)
 	dropNil(s.Manifests)
 	dropNil(s.Pending)

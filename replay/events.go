@@ -178,6 +178,8 @@ func Summary(e eventlog.Event) string {
 		return fmt.Sprintf("apiserver %s lost: %s", d.Host, d.Reason)
 	case *pb.MirrorsSynced:
 		return fmt.Sprintf("mirror pods listed (%d)", d.Mirrors)
+	case *pb.PodDataObserved:
+		return fmt.Sprintf("cgroup or data of removed pod uid %s found on the node", d.Uid)
 	}
 	return e.Type()
 }

@@ -220,9 +220,14 @@ func (o *Observer) Run(ctx context.Context) error {
 				return err
 			}
 			var known map[string]knownPod
-			o.Projection.Read(func(s *projector.State) { known = knownObjects(s) })
+			var cleaned map[string]string
+			o.Projection.Read(func(s *projector.State) { known, cleaned = knownObjects(s), cleanedLeftovers(s) })
 			evs, err = observations(ctx, o.Runtime, known, l, adopt)
-			return err
+			if err != nil {
+				return err
+			}
+			evs = append(evs, o.Runtime.reappeared(cleaned)...)
+			return nil
 		}()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -268,4 +273,29 @@ func connectedEvent(endpoint string, v VersionInfo) eventlog.Event {
 
 func disconnectedEvent(endpoint string, err error) eventlog.Event {
 	return eventlog.Event{Data: &pb.RuntimeDisconnected{Endpoint: endpoint, Reason: fmt.Sprint(err)}}
+}
+
+// cleanedLeftovers copies, by UID, the pod keys of leftovers whose removal
+// was confirmed and that are still watched.
+func cleanedLeftovers(s *projector.State) map[string]string {
+	out := map[string]string{}
+	for uid, lo := range s.Leftovers {
+		if lo.Cleaned != 0 {
+			out[uid] = lo.Pod
+		}
+	}
+	return out
+}
+
+// reappeared reports the cleaned UIDs whose cgroup or data directory is on
+// the node again. Only UIDs of this agent's own pods are looked at: the
+// cgroup root may be shared.
+func (r *Runtime) reappeared(cleaned map[string]string) []eventlog.Event {
+	var evs []eventlog.Event
+	for _, uid := range sortedKeys(cleaned) {
+		if r.podDataPresent(uid) {
+			evs = append(evs, eventlog.Event{Pod: cleaned[uid], Data: &pb.PodDataObserved{Uid: uid}})
+		}
+	}
+	return evs
 }

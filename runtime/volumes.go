@@ -39,6 +39,26 @@ func (r *Runtime) RemovePodData(uid string) error {
 	return nil
 }
 
+// podDataPresent says whether the pod's data directory or its cgroup (in any
+// hierarchy) exists.
+func (r *Runtime) podDataPresent(uid string) bool {
+	if dir, err := r.PodDataDir(uid); err == nil {
+		if _, err := os.Stat(dir); err == nil {
+			return true
+		}
+	}
+	paths, err := r.PodCgroupPaths(uid)
+	if err != nil {
+		return false
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // containerMounts turns volumeMounts into host bind mounts, creating what the volume type says
 // should be created, plus the termination-message file.
 func (r *Runtime) containerMounts(pod *corev1.Pod, c *corev1.Container, restartCount int) ([]*criv1.Mount, error) {

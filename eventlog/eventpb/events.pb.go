@@ -57,6 +57,7 @@ type Record struct {
 	//	*Record_ApiserverConnected
 	//	*Record_ApiserverDisconnected
 	//	*Record_MirrorsSynced
+	//	*Record_PodDataObserved
 	Payload       isRecord_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -320,6 +321,15 @@ func (x *Record) GetMirrorsSynced() *MirrorsSynced {
 	return nil
 }
 
+func (x *Record) GetPodDataObserved() *PodDataObserved {
+	if x != nil {
+		if x, ok := x.Payload.(*Record_PodDataObserved); ok {
+			return x.PodDataObserved
+		}
+	}
+	return nil
+}
+
 type isRecord_Payload interface {
 	isRecord_Payload()
 }
@@ -421,6 +431,11 @@ type Record_MirrorsSynced struct {
 	MirrorsSynced *MirrorsSynced `protobuf:"bytes,84,opt,name=mirrors_synced,json=mirrorsSynced,proto3,oneof"`
 }
 
+type Record_PodDataObserved struct {
+	// --- the node beside the runtime ---
+	PodDataObserved *PodDataObserved `protobuf:"bytes,90,opt,name=pod_data_observed,json=podDataObserved,proto3,oneof"`
+}
+
 func (*Record_AgentStarted) isRecord_Payload() {}
 
 func (*Record_AgentStopped) isRecord_Payload() {}
@@ -466,6 +481,8 @@ func (*Record_ApiserverConnected) isRecord_Payload() {}
 func (*Record_ApiserverDisconnected) isRecord_Payload() {}
 
 func (*Record_MirrorsSynced) isRecord_Payload() {}
+
+func (*Record_PodDataObserved) isRecord_Payload() {}
 
 // The agent process started and opened the log.
 type AgentStarted struct {
@@ -2203,11 +2220,58 @@ func (x *MirrorsSynced) GetMirrors() uint32 {
 	return 0
 }
 
+// A pod UID's cgroup or data directory is on the node although its removal
+// was confirmed (a create an earlier run left in flight in the runtime
+// brought it back): it is to be removed again.
+type PodDataObserved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uid           string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodDataObserved) Reset() {
+	*x = PodDataObserved{}
+	mi := &file_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodDataObserved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodDataObserved) ProtoMessage() {}
+
+func (x *PodDataObserved) ProtoReflect() protoreflect.Message {
+	mi := &file_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodDataObserved.ProtoReflect.Descriptor instead.
+func (*PodDataObserved) Descriptor() ([]byte, []int) {
+	return file_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PodDataObserved) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
 var File_events_proto protoreflect.FileDescriptor
 
 const file_events_proto_rawDesc = "" +
 	"\n" +
-	"\fevents.proto\x12\x13ledgerlet.events.v1\"\xf6\x0e\n" +
+	"\fevents.proto\x12\x13ledgerlet.events.v1\"\xca\x0f\n" +
 	"\x06Record\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
 	"\x03pod\x18\x02 \x01(\tR\x03pod\x12H\n" +
@@ -2235,7 +2299,8 @@ const file_events_proto_rawDesc = "" +
 	"mirrorGone\x12Z\n" +
 	"\x13apiserver_connected\x18R \x01(\v2'.ledgerlet.events.v1.ApiserverConnectedH\x00R\x12apiserverConnected\x12c\n" +
 	"\x16apiserver_disconnected\x18S \x01(\v2*.ledgerlet.events.v1.ApiserverDisconnectedH\x00R\x15apiserverDisconnected\x12K\n" +
-	"\x0emirrors_synced\x18T \x01(\v2\".ledgerlet.events.v1.MirrorsSyncedH\x00R\rmirrorsSyncedB\t\n" +
+	"\x0emirrors_synced\x18T \x01(\v2\".ledgerlet.events.v1.MirrorsSyncedH\x00R\rmirrorsSynced\x12R\n" +
+	"\x11pod_data_observed\x18Z \x01(\v2$.ledgerlet.events.v1.PodDataObservedH\x00R\x0fpodDataObservedB\t\n" +
 	"\apayload\"\xfd\x01\n" +
 	"\fAgentStarted\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
@@ -2386,7 +2451,9 @@ const file_events_proto_rawDesc = "" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\")\n" +
 	"\rMirrorsSynced\x12\x18\n" +
-	"\amirrors\x18\x01 \x01(\rR\amirrorsB1Z/github.com/ledgerlet/ledgerlet/eventlog/eventpbb\x06proto3"
+	"\amirrors\x18\x01 \x01(\rR\amirrors\"#\n" +
+	"\x0fPodDataObserved\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uidB1Z/github.com/ledgerlet/ledgerlet/eventlog/eventpbb\x06proto3"
 
 var (
 	file_events_proto_rawDescOnce sync.Once
@@ -2400,7 +2467,7 @@ func file_events_proto_rawDescGZIP() []byte {
 	return file_events_proto_rawDescData
 }
 
-var file_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_events_proto_goTypes = []any{
 	(*Record)(nil),                // 0: ledgerlet.events.v1.Record
 	(*AgentStarted)(nil),          // 1: ledgerlet.events.v1.AgentStarted
@@ -2426,6 +2493,7 @@ var file_events_proto_goTypes = []any{
 	(*ApiserverConnected)(nil),    // 21: ledgerlet.events.v1.ApiserverConnected
 	(*ApiserverDisconnected)(nil), // 22: ledgerlet.events.v1.ApiserverDisconnected
 	(*MirrorsSynced)(nil),         // 23: ledgerlet.events.v1.MirrorsSynced
+	(*PodDataObserved)(nil),       // 24: ledgerlet.events.v1.PodDataObserved
 }
 var file_events_proto_depIdxs = []int32{
 	1,  // 0: ledgerlet.events.v1.Record.agent_started:type_name -> ledgerlet.events.v1.AgentStarted
@@ -2451,11 +2519,12 @@ var file_events_proto_depIdxs = []int32{
 	21, // 20: ledgerlet.events.v1.Record.apiserver_connected:type_name -> ledgerlet.events.v1.ApiserverConnected
 	22, // 21: ledgerlet.events.v1.Record.apiserver_disconnected:type_name -> ledgerlet.events.v1.ApiserverDisconnected
 	23, // 22: ledgerlet.events.v1.Record.mirrors_synced:type_name -> ledgerlet.events.v1.MirrorsSynced
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	24, // 23: ledgerlet.events.v1.Record.pod_data_observed:type_name -> ledgerlet.events.v1.PodDataObserved
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_events_proto_init() }
@@ -2487,6 +2556,7 @@ func file_events_proto_init() {
 		(*Record_ApiserverConnected)(nil),
 		(*Record_ApiserverDisconnected)(nil),
 		(*Record_MirrorsSynced)(nil),
+		(*Record_PodDataObserved)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2494,7 +2564,7 @@ func file_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_proto_rawDesc), len(file_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

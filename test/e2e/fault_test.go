@@ -129,6 +129,15 @@ func TestKill9TortureConvergesFastWithNothingLeft(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for !converged() {
 		if time.Now().After(deadline) {
+			if strings.HasPrefix(last, "cgroup of removed uid ") {
+				uid := strings.Fields(last)[4]
+				uid = strings.TrimSuffix(uid, ":")
+				for _, e := range a.events("", "") {
+					if b, _ := json.Marshal(e); strings.Contains(string(b), uid) {
+						t.Logf("%v %v %v %s", e["seq"], e["time"], e["type"], b)
+					}
+				}
+			}
 			t.Fatalf("not converged after 60 s: %s", last)
 		}
 		time.Sleep(50 * time.Millisecond)
