@@ -360,7 +360,6 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	return nil, 0
 }
 
-
 // onlySandboxOf: no other sandbox of sb's UID is known.
 func (p *Pod) onlySandboxOf(sb *Sandbox) bool {
 	for id, o := range p.Sandboxes {

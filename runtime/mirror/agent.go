@@ -50,7 +50,6 @@ const (
 	leaseNamespace         = "kube-node-lease"
 )
 
-
 // Recorder appends events durably (*eventlog.Log satisfies it). An error
 // means the log is closed for good.
 type Recorder interface {
