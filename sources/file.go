@@ -49,7 +49,11 @@ type FileConfig struct {
 	// before it is read, so a file written in several parts is read once,
 	// complete. Default DefaultSettleWindow.
 	SettleWindow time.Duration
-	Logger       *slog.Logger
+	// StrictPermissions refuses a manifest that is, or whose directory is,
+	// writable by group or others or owned by another user; without it such
+	// a manifest is accepted with a warning (--strict-manifest-permissions).
+	StrictPermissions bool
+	Logger            *slog.Logger
 }
 
 // FileSource watches a manifest directory or file and appends what changes.
@@ -504,6 +508,7 @@ func (s *FileSource) observe(path string) *observation {
 	}
 	o := &observation{hash: hash, raw: raw, stamp: stamp, trusted: trusted}
 	o.res, o.err = Parse(raw, ParseOptions{NodeName: s.cfg.NodeName, Source: SourceFile, Path: path, Seen: readAt})
+	s.checkPermissions(path, fi, o)
 	return o
 }
 

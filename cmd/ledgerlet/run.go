@@ -38,6 +38,7 @@ type runFlags struct {
 	retentionBytes     int64
 	logLevel           string
 	registerNode       bool
+	strictPermissions  bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -58,6 +59,7 @@ func newRunCmd() *cobra.Command {
 	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/ledgerlet", "where the log (ledger.db) and the socket (ledgerlet.sock) live")
 	fl.StringVar(&f.hostnameOverride, "hostname-override", "", "node name to use instead of the host name")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the apiserver to register the node and mirror pods into (optional)")
+	fl.BoolVar(&f.strictPermissions, "strict-manifest-permissions", false, "refuse manifests (or manifest directories) writable by group/others or owned by another user, instead of warning")
 	fl.BoolVar(&f.registerNode, "register-node", true, "with --kubeconfig, create the Node object if it is missing")
 	fl.DurationVar(&f.fileCheckFrequency, "file-check-frequency", 20*time.Second, "how often to re-list --pod-manifest-path")
 	fl.DurationVar(&f.httpCheckFrequency, "http-check-frequency", 20*time.Second, "how often to poll --manifest-url")
@@ -119,7 +121,7 @@ func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) error {
 	}
 	err = agentpkg.Run(ctx, agentpkg.Config{
 		Version: version, Flags: setFlags(fs), NodeName: node, NodeIP: f.nodeIP,
-		PodManifestPath: f.podManifestPath, ManifestURL: f.manifestURL, ManifestURLHeaders: f.manifestURLHeaders,
+		PodManifestPath: f.podManifestPath, StrictManifestPermissions: f.strictPermissions, ManifestURL: f.manifestURL, ManifestURLHeaders: f.manifestURLHeaders,
 		FileCheckFrequency: f.fileCheckFrequency, HTTPCheckFrequency: f.httpCheckFrequency,
 		RuntimeEndpoint: f.runtimeEndpoint, RelistPeriod: f.relistPeriod, PodLogsDir: f.podLogsDir,
 		CgroupDriver: f.cgroupDriver, CgroupRoot: f.cgroupRoot,

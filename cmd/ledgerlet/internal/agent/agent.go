@@ -33,11 +33,13 @@ type Config struct {
 	NodeName string   // lower-cased
 	NodeIP   string   // the node's address (status.hostIP); empty: detected
 
-	PodManifestPath    string
-	ManifestURL        string
-	ManifestURLHeaders []string
-	FileCheckFrequency time.Duration
-	HTTPCheckFrequency time.Duration
+	PodManifestPath string
+	// StrictManifestPermissions refuses manifests others could have written.
+	StrictManifestPermissions bool
+	ManifestURL               string
+	ManifestURLHeaders        []string
+	FileCheckFrequency        time.Duration
+	HTTPCheckFrequency        time.Duration
 
 	RuntimeEndpoint string
 	RelistPeriod    time.Duration

@@ -33,7 +33,8 @@ func newSources(cfg Config, rec sources.Recorder, known []sources.Known, logger 
 	if cfg.PodManifestPath != "" {
 		src, err := sources.NewFileSource(sources.FileConfig{
 			Path: cfg.PodManifestPath, NodeName: cfg.NodeName, Recorder: rec, Known: known,
-			CheckFrequency: cfg.FileCheckFrequency, Logger: logger.With("source", "file"),
+			CheckFrequency: cfg.FileCheckFrequency, StrictPermissions: cfg.StrictManifestPermissions,
+			Logger: logger.With("source", "file"),
 		})
 		if err != nil {
 			return set, configErrorf("--pod-manifest-path: %v", err)
