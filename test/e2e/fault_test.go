@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ledgerlet/ledgerlet/projector"
 	"github.com/ledgerlet/ledgerlet/runtime"
 )
 
@@ -222,20 +221,6 @@ func (a *agent) specsByUID() map[string]string {
 	return out
 }
 
-// offlinePods is `pods -o json` of a log file.
-func (a *agent) offlinePods(db string) []projector.PodView {
-	a.t.Helper()
-	out, err := a.cli("pods", "-o", "json", "--db", db)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	var v struct{ Pods []projector.PodView }
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		a.t.Fatalf("pods -o json: %v", err)
-	}
-	return v.Pods
-}
-
 func mustJSON(t testing.TB, line string) map[string]any {
 	t.Helper()
 	var m map[string]any
@@ -258,16 +243,4 @@ func (a *agent) offlineEvents(db string) []map[string]any {
 		}
 	}
 	return evs
-}
-
-func allUIDs(evs []map[string]any) map[string]bool {
-	out := map[string]bool{}
-	for _, e := range evs {
-		if e["type"] == "ManifestAdded" || e["type"] == "ManifestChanged" {
-			if uid, _ := e["data"].(map[string]any)["uid"].(string); uid != "" {
-				out[uid] = true
-			}
-		}
-	}
-	return out
 }
