@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -543,5 +545,84 @@ func TestCheckReportsASoundLogAndADamagedOne(t *testing.T) {
 	out, errOut, code = cli(t, "check", "--db", db)
 	if code == 0 || !strings.Contains(out+errOut, "readable") {
 		t.Fatalf("check of a truncated log: %d %s %s", code, out, errOut)
+	}
+}
+
+// mountTmpfs mounts a tmpfs with opts on a new directory for the test, or
+// skips the test where that is not possible (not root).
+func mountTmpfs(t *testing.T, opts string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestReadOnlyDataDirIsAOneLineErrorAtStart.
+func TestReadOnlyDataDirIsAOneLineErrorAtStart(t *testing.T) {
+	dir := mountTmpfs(t, "ro,size=4m")
+	_, errOut, code := cli(t, "run", "--data-dir", dir, "--pod-manifest-path", t.TempDir(), "--healthz-bind-address", "",
+		"--container-runtime-endpoint", "unix://"+filepath.Join(t.TempDir(), "none.sock"))
+	if code == 0 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "read-only") {
+		t.Fatalf("exit %d, stderr %q: want a one-line read-only error", code, errOut)
+	}
+}
+
+// TestDiskFullStopsTheAgentAndLosesNothing: when the data dir fills up, a
+// commit fails; the agent exits with a clear error instead of appending to a
+// log whose last commit may not be on disk, and everything it acknowledged
+// is there when it starts again with space.
+func TestDiskFullStopsTheAgentAndLosesNothing(t *testing.T) {
+	dir := mountTmpfs(t, "size=6m")
+	// The manifests live on another disk than the data dir.
+	if err := os.Symlink(t.TempDir(), filepath.Join(dir, "manifests")); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, dir)
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	// Manifests to record until the log cannot commit.
+	for i := 0; ; i++ {
+		if i > 200 {
+			t.Fatal("the agent kept running on a full disk")
+		}
+		name := fmt.Sprintf("p%d.yaml", i)
+		body := fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p%d\nspec:\n  containers:\n  - name: c\n    image: localhost/busybox:1.36\n    command: [%q]\n", i, strings.Repeat("x", 60000))
+		_ = os.WriteFile(filepath.Join(a.manifests, name), []byte(body), 0o644)
+		select {
+		case code := <-a.done:
+			a.cancel = nil
+			if code == 0 {
+				t.Fatal("exit 0 on a full disk")
+			}
+			goto stopped
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+stopped:
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	// Every event the log acknowledged is there, and it accepts appends again.
+	db := filepath.Join(dir, "ledger.db")
+	if out, errOut, code := cli(t, "check", "--db", db); code != 0 {
+		t.Fatalf("check after a full disk: %d %s %s", code, out, errOut)
+	}
+	b := startAgent(t, dir)
+	out, _, code := cli(t, "events", "--data-dir", b.dataDir, "-o", "json")
+	if code != 0 || !strings.Contains(out, "ManifestAdded") {
+		t.Fatalf("events after restart: %d", code)
 	}
 }
