@@ -9,7 +9,7 @@ ENDPOINT  ?= unix:///run/containerd/containerd.sock
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 10s
 
-.PHONY: all build run test test-unit test-e2e fuzz bench lint clean
+.PHONY: all build run test test-unit test-e2e fuzz fuzz-long bench lint clean
 
 all: build
 
@@ -52,6 +52,13 @@ fuzz:
 	  echo "fuzz $$target in $$pkg for $(FUZZTIME)"; \
 	  $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# Long fuzzing: every fuzz target for FUZZTIME_LONG each; the execution
+# counts reached are in fuzz-long.log (go test -fuzz prints them).
+FUZZTIME_LONG ?= 10m
+fuzz-long:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_LONG) 2>&1 | tee fuzz-long.log; \
+	echo "--- executions reached:"; grep -E '^(fuzz |.*elapsed:.*execs:)' fuzz-long.log | grep -E '^fuzz |execs: [0-9]+ \(' | awk '/^fuzz /{t=$$2} /execs:/{last[t]=$$0} END{for (k in last) print k": "last[k]}'
 
 # Benchmarks: the log, projections and sources in-process; the agent's
 # end-to-end figures against the private containerd (one run each).
