@@ -257,6 +257,12 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 			return p.removeUnstarted(cur, now)
 		}
 		if cur.State != pb.StateExited {
+			if in, w := p.probeKill(c, cur, grace, now); in != nil || w != 0 {
+				if in != nil {
+					return in, 0
+				}
+				wake = minWake(wake, w)
+			}
 			continue
 		}
 		restart := policy == corev1.RestartPolicyAlways || policy == "" ||
@@ -281,6 +287,49 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 		}
 	}
 	return nil, wake
+}
+
+// Reasons of the stops the planner decides when a probe fails, in the
+// kubelet's words ("Liveness probe failed: …" is its event message).
+const (
+	reasonLivenessFailed = "liveness probe failed"
+	reasonStartupFailed  = "startup probe failed"
+)
+
+// probeKillKind names the probe a stop's reason answers ("" for none).
+func probeKillKind(reason string) pb.ProbeKind {
+	switch reason {
+	case reasonLivenessFailed:
+		return pb.ProbeLiveness
+	case reasonStartupFailed:
+		return pb.ProbeStartup
+	}
+	return ""
+}
+
+// probeKill stops a running container whose liveness or startup probe
+// failed, as the kubelet's computePodActions does; the restart policy and
+// back-off then decide when it runs again. The grace is the probe's
+// terminationGracePeriodSeconds when set, else the pod's.
+func (p *Pod) probeKill(c *corev1.Container, cur *Container, grace, now int64) (*pb.Intent, int64) {
+	if cur.State != pb.StateRunning {
+		return nil, 0
+	}
+	var probe *corev1.Probe
+	var reason string
+	switch {
+	case c.LivenessProbe != nil && cur.Liveness != nil && !cur.Liveness.Success:
+		probe, reason = c.LivenessProbe, reasonLivenessFailed
+	case c.StartupProbe != nil && cur.Startup != nil && !cur.Startup.Success:
+		probe, reason = c.StartupProbe, reasonStartupFailed
+	default:
+		return nil, 0
+	}
+	if g := probe.TerminationGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	return p.retryable(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: cur.UID, Container: cur.Name, ContainerId: cur.ID,
+		SandboxId: cur.SandboxID, GracePeriodSeconds: grace, Reason: reason}, now)
 }
 
 // removeUnstarted clears a container that was created but never started:
@@ -573,6 +622,12 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 			c.State, c.FinishedAt = pb.StateExited, now
 			if c.Reason == "" {
 				c.Reason = "Killed"
+			}
+			// An exit is an exit, whichever of the outcome and the relist
+			// tells it first: a container stopped for a failed probe backs
+			// off like one that crashed (CrashLoopBackOff counts it).
+			if c.UID == p.UID {
+				p.noteExit(c, now)
 			}
 		}
 	case pb.ActionRemoveContainer:

@@ -192,6 +192,41 @@ type Container struct {
 	Stale bool  `json:"stale,omitempty"` // see Sandbox.Stale
 	// ImageRef is the image the runtime resolved when it started the container.
 	ImageRef string `json:"imageRef,omitempty"`
+
+	// Probe results of this instance (ContainerProbed), each the last
+	// thresholded result; nil: none crossed its threshold yet (for liveness
+	// that means healthy, for startup not started, for readiness not ready).
+	// Whether the container is started and ready also depends on which
+	// probes its spec has: see Pod.ContainerStarted and Pod.ContainerReady.
+	Liveness  *ProbeState `json:"liveness,omitempty"`
+	Readiness *ProbeState `json:"readiness,omitempty"`
+	Startup   *ProbeState `json:"startup,omitempty"`
+	// KilledBy is the probe whose failure made the planner stop this
+	// instance (pb.ProbeLiveness or pb.ProbeStartup), set when the intent is
+	// recorded; empty if it was not stopped for a probe.
+	KilledBy pb.ProbeKind `json:"killedBy,omitempty"`
+}
+
+// ProbeState is a probe's last thresholded result for one container instance.
+type ProbeState struct {
+	Success bool `json:"success"`
+	// Output says why it failed (the command's output, the HTTP status…).
+	Output      string `json:"output,omitempty"`
+	Consecutive uint32 `json:"consecutive,omitempty"`
+	At          int64  `json:"at"` // when it was recorded (unix ns)
+}
+
+// Probe returns the container's recorded result for kind (nil if none).
+func (c *Container) Probe(kind pb.ProbeKind) *ProbeState {
+	switch kind {
+	case pb.ProbeLiveness:
+		return c.Liveness
+	case pb.ProbeReadiness:
+		return c.Readiness
+	case pb.ProbeStartup:
+		return c.Startup
+	}
+	return nil
 }
 
 // Mirror is the mirror pod in the apiserver, as last observed.

@@ -64,6 +64,27 @@ const (
 	StateUnknown  = "unknown"
 )
 
+// ProbeKind is which probe of a container a ContainerProbed reports
+// (ContainerProbed.probe), named as the kubelet's probe types.
+type ProbeKind string
+
+const (
+	ProbeLiveness  ProbeKind = "liveness"  // failure: the container is stopped and restarted
+	ProbeReadiness ProbeKind = "readiness" // the container is ready only after a success
+	ProbeStartup   ProbeKind = "startup"   // gates liveness and readiness; failure restarts like liveness
+)
+
+// ProbeKinds lists every probe kind, in the order the kubelet checks them.
+func ProbeKinds() []ProbeKind { return []ProbeKind{ProbeStartup, ProbeLiveness, ProbeReadiness} }
+
+// ProbeResult is a probe's thresholded result (ContainerProbed.result).
+type ProbeResult string
+
+const (
+	ProbeSuccess ProbeResult = "success"
+	ProbeFailure ProbeResult = "failure"
+)
+
 // Manifest sources (Manifest*.source, Source*.source).
 const (
 	SourceFile = "file"
