@@ -14,7 +14,10 @@
 // (the pod's cgroup parent), image.go (pull policy), container.go (container
 // lifecycle), env.go and volumes.go (what a container is given), execute.go
 // (an intent to CRI calls), observe.go (CRI list and status calls), relist.go
-// (the Observer actor: relist, record only changes, adopt on start).
+// (the Observer actor: relist, record only changes, adopt on start), exec.go
+// (ExecSync), probe.go (one probe attempt: exec, httpGet, tcpSocket, grpc)
+// and prober.go (the Prober actor: a worker per container probe, appending
+// result transitions only).
 //
 // Everything it creates is labelled and annotated as the kubelet does, so
 // crictl and other kubelet-era tools read ledgerlet's pods naturally, and
