@@ -276,11 +276,12 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 		}
 		wake = minWake(wake, w)
 	}
-	// Keep one dead instance per container name (for logs and last state),
-	// like the kubelet; remove older ones.
+	// Keep one dead instance per container name (for logs --previous and
+	// the last state), like the kubelet's garbage collector: an exited
+	// instance goes once a newer one has exited too.
 	for _, c := range sortedContainers(p) {
 		if c.State == pb.StateExited && c.UID == p.UID {
-			if latest := p.latest(c.Name, ""); latest != nil && latest.ID != c.ID && latest.Attempt > c.Attempt {
+			if dead := p.latestExited(c.Name); dead != nil && dead.ID != c.ID && dead.Attempt > c.Attempt {
 				return p.retryable(&pb.Intent{Action: string(pb.ActionRemoveContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
 					Reason: "superseded by a newer attempt"}, now)
 			}
@@ -505,6 +506,17 @@ func (p *Pod) latest(name, sandboxID string) *Container {
 			continue
 		}
 		if best == nil || c.Attempt > best.Attempt {
+			best = c
+		}
+	}
+	return best
+}
+
+// latestExited is the newest exited instance of a container of the current UID.
+func (p *Pod) latestExited(name string) *Container {
+	var best *Container
+	for _, c := range sortedContainers(p) {
+		if c.UID == p.UID && c.Name == name && c.State == pb.StateExited && (best == nil || c.Attempt > best.Attempt) {
 			best = c
 		}
 	}

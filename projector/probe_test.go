@@ -212,3 +212,25 @@ func TestProbeResultsSurviveARelistAndAdoption(t *testing.T) {
 		t.Fatalf("READY %s after an agent restart; the recorded result must stand", v.Ready)
 	}
 }
+
+// TestOneDeadInstanceIsKeptForTheLastState: the previous instance of a
+// restarted container stays (its last state and logs --previous) until a
+// newer instance has exited too, as with the kubelet's garbage collector.
+func TestOneDeadInstanceIsKeptForTheLastState(t *testing.T) {
+	w := newWorld(t)
+	sb, first := w.running(probedSpec(""))
+	w.exit(first, "a", "u1", sb, 0, 1)
+	w.advance(10 * time.Second)
+	second := w.do(w.mustPlan(pb.ActionStartContainer, "a")).ContainerId
+	if in, _ := w.plan(); in != nil {
+		t.Fatalf("planned %v while the new instance runs; the dead one must stay", in)
+	}
+	if ls := w.s.ViewsAt(w.now.UnixNano())[0].Containers[0].LastState; ls == nil || ls.ContainerID != first {
+		t.Fatalf("last state %+v, want the first instance", ls)
+	}
+	w.exit(second, "a", "u1", sb, 1, 1)
+	in := w.mustPlan(pb.ActionRemoveContainer, "a")
+	if in.ContainerId != first {
+		t.Fatalf("removes %s, want the older dead instance %s", in.ContainerId, first)
+	}
+}

@@ -249,7 +249,8 @@ func (pr *Prober) work(ctx context.Context, w *probeWorker, runner *probeRunner)
 		case <-t.C:
 		}
 	}
-	ticker := time.NewTicker(time.Duration(max(p.PeriodSeconds, 1)) * pr.Second)
+	period := time.Duration(max(p.PeriodSeconds, 1)) * pr.Second
+	ticker := time.NewTicker(period)
 	defer ticker.Stop()
 	var last probeResult
 	run := int32(0)
@@ -290,6 +291,7 @@ func (pr *Prober) work(ctx context.Context, w *probeWorker, runner *probeRunner)
 			return nil
 		case <-ticker.C:
 		case <-w.kick:
+			ticker.Reset(period) // a full period between this probe and the next
 		}
 	}
 }
