@@ -89,7 +89,7 @@ func TestExecProbeOutputIsBounded(t *testing.T) {
 	}
 }
 
-func hostPort(t *testing.T, rawURL string) (string, int) {
+func hostPort(t testing.TB, rawURL string) (string, int) {
 	t.Helper()
 	u, err := url.Parse(rawURL)
 	if err != nil {
