@@ -31,6 +31,9 @@ func (r *Runtime) RemovePodData(uid string) error {
 	if uid == "" || strings.Contains(uid, "/") || uid == "." || uid == ".." {
 		return fmt.Errorf("remove data of pod %q: invalid uid", uid)
 	}
+	if err := unmountEmptyDirs(r.PodDataDir(uid)); err != nil {
+		return fmt.Errorf("remove data of pod %s: %w", uid, err)
+	}
 	if err := os.RemoveAll(r.PodDataDir(uid)); err != nil {
 		return fmt.Errorf("remove data of pod %s: %w", uid, err)
 	}
@@ -70,8 +73,9 @@ func (r *Runtime) containerMounts(pod *corev1.Pod, c *corev1.Container, restartC
 		mounts = append(mounts, &criv1.Mount{
 			ContainerPath: vm.MountPath,
 			HostPath:      hostPath,
-			Readonly:      vm.ReadOnly,
-			Propagation:   propagation(vm.MountPropagation),
+			// As the kubelet: downward API and projected volumes are read-only.
+			Readonly:    vm.ReadOnly || v.DownwardAPI != nil || v.Projected != nil,
+			Propagation: propagation(vm.MountPropagation),
 		})
 	}
 
@@ -99,12 +103,17 @@ func (r *Runtime) containerMounts(pod *corev1.Pod, c *corev1.Container, restartC
 func (r *Runtime) volumeHostPath(pod *corev1.Pod, v *corev1.Volume) (string, error) {
 	switch {
 	case v.EmptyDir != nil:
-		if v.EmptyDir.Medium == corev1.StorageMediumMemory {
-			return "", errors.New("emptyDir medium Memory is not supported")
+		if m := v.EmptyDir.Medium; m != corev1.StorageMediumDefault && m != corev1.StorageMediumMemory {
+			return "", fmt.Errorf("emptyDir medium %q is not supported", m)
 		}
 		p := r.EmptyDirPath(string(pod.UID), v.Name)
 		if err := os.MkdirAll(p, 0o777); err != nil {
 			return "", fmt.Errorf("create emptyDir: %w", err)
+		}
+		if v.EmptyDir.Medium == corev1.StorageMediumMemory {
+			if err := mountTmpfs(p, emptyDirSizeLimit(v.EmptyDir)); err != nil {
+				return "", fmt.Errorf("create emptyDir: %w", err)
+			}
 		}
 		// World-writable like the kubelet's, so non-root containers can use it.
 		if err := os.Chmod(p, 0o777); err != nil {
@@ -113,8 +122,10 @@ func (r *Runtime) volumeHostPath(pod *corev1.Pod, v *corev1.Volume) (string, err
 		return p, nil
 	case v.HostPath != nil:
 		return v.HostPath.Path, prepareHostPath(v.HostPath)
+	case v.DownwardAPI != nil, v.Projected != nil:
+		return r.prepareDownwardAPI(pod, v)
 	}
-	return "", errors.New("unsupported volume type (only emptyDir and hostPath)")
+	return "", errors.New("unsupported volume type (only emptyDir, hostPath, downwardAPI and projected downwardAPI)")
 }
 
 // prepareHostPath applies the hostPath type: create for *OrCreate, check for the others.
