@@ -188,6 +188,7 @@ func linuxResources(c *corev1.Container) *criv1.LinuxContainerResources {
 // repeats the sandbox's namespace choices (the runtime applies pid/ipc per container).
 func containerSecurityContext(pod *corev1.Pod, c *corev1.Container) *criv1.LinuxContainerSecurityContext {
 	sc := &criv1.LinuxContainerSecurityContext{NamespaceOptions: namespaceOptions(pod)}
+	containerSecurityProfiles(pod, c, sc)
 	if psc := pod.Spec.SecurityContext; psc != nil {
 		if psc.RunAsUser != nil {
 			sc.RunAsUser = &criv1.Int64Value{Value: *psc.RunAsUser}
