@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func versionedPod(name, extra string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+  - name: main
+    image: localhost/busybox:1.36
+    imagePullPolicy: Never
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+%s`, name, extra)
+}
+
+// An edit that adds a field ledgerlet cannot run is rejected, naming the
+// field, and the running version is left alone.
+func TestUnsupportedFieldEditIsRejectedAndTheOldVersionKeepsRunning(t *testing.T) {
+	a := newAgent(t)
+	a.start()
+	a.writeManifest("keep.yaml", versionedPod("keep", ""))
+	before := a.waitRunning("keep", 60*time.Second)
+	a.writeManifest("keep.yaml", versionedPod("keep", `  volumes:
+  - name: tools
+    image: {reference: "localhost/busybox:1.36"}
+`))
+	var reason string
+	a.waitFor("the rejection", 30*time.Second, func() bool {
+		for _, e := range a.events("keep", "ManifestRejected") {
+			reason, _ = e["data"].(map[string]any)["reason"].(string)
+			return true
+		}
+		return false
+	})
+	if !strings.Contains(reason, "spec.volumes[0].image: Forbidden: image volumes are not supported") {
+		t.Fatalf("rejected with %q; want the field named", reason)
+	}
+	time.Sleep(2 * time.Second)
+	after := a.pod("keep")
+	if after == nil || after.Phase != "Running" || after.UID != before.UID || after.Containers[0].ContainerID != before.Containers[0].ContainerID ||
+		after.Restarts != 0 || !strings.Contains(after.Rejection, "image volumes") {
+		t.Fatalf("after the rejected edit: %+v; want the same container running, the rejection shown", after)
+	}
+	if n := len(a.events("keep", "Intent")); n != 2 {
+		t.Fatalf("%d intents: the rejected edit must not touch the pod", n)
+	}
+}
+
+// downwardAPI and projected volumes hold the pod's metadata, read-only; a
+// Memory emptyDir is a tmpfs of its sizeLimit, gone with the pod.
+func TestDownwardAPIAndMemoryEmptyDirRun(t *testing.T) {
+	a := newAgent(t)
+	a.start()
+	a.writeManifest("info.yaml", `apiVersion: v1
+kind: Pod
+metadata:
+  name: info
+  labels: {tier: web}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  volumes:
+  - name: podinfo
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: name, fieldRef: {fieldPath: metadata.name}}
+      - {path: mem, resourceFieldRef: {containerName: main, resource: limits.memory, divisor: 1Mi}}
+  - name: ids
+    projected:
+      sources:
+      - downwardAPI: {items: [{path: uid, fieldRef: {fieldPath: metadata.uid}}]}
+  - name: cache
+    emptyDir: {medium: Memory, sizeLimit: 1Mi}
+  containers:
+  - name: main
+    image: localhost/busybox:1.36
+    imagePullPolicy: Never
+    resources: {limits: {memory: 64Mi}}
+    command: ["sh", "-c", "echo labels=$(cat /info/labels) name=$(cat /info/name) mem=$(cat /info/mem) uid=$(cat /ids/uid); touch /info/x 2>/dev/null && echo WRITABLE || echo READONLY; grep ' /cache ' /proc/mounts | cut -d' ' -f3; dd if=/dev/zero of=/cache/big bs=1024 count=2048 2>/dev/null && echo FITS || echo FULL; echo DONE; exec sleep 3600"]
+    volumeMounts:
+    - {name: podinfo, mountPath: /info}
+    - {name: ids, mountPath: /ids}
+    - {name: cache, mountPath: /cache}
+`)
+	p := a.waitRunning("info", 60*time.Second)
+	log := filepath.Join(a.logs, fmt.Sprintf("default_info-%s_%s", a.node, p.UID), "main", "0.log")
+	var out string
+	a.waitFor("the container's report", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(log)
+		out = string(b)
+		return strings.Contains(out, "DONE")
+	})
+	for _, want := range []string{
+		`labels=tier="web"`, "name=info-" + a.node, "mem=64", "uid=" + p.UID, "READONLY", "tmpfs", "FULL",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the container's report lacks %q:\n%s", want, out)
+		}
+	}
+	mounts := func() string { b, _ := os.ReadFile("/proc/self/mountinfo"); return string(b) }
+	if !strings.Contains(mounts(), p.UID+"/volumes/empty-dir/cache") {
+		t.Fatal("no tmpfs on the host behind the Memory emptyDir")
+	}
+	a.removeManifest("info.yaml")
+	a.waitFor("the pod to go", 60*time.Second, func() bool { return a.pod("info") == nil })
+	if strings.Contains(mounts(), p.UID) {
+		t.Fatal("the tmpfs outlived the pod")
+	}
+}
