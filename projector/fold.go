@@ -152,6 +152,7 @@ func (s *State) apply(e eventlog.Event) bool {
 		}
 		if prev != nil {
 			c.Grace, c.Stale, c.ImageRef = prev.Grace, prev.Stale, prev.ImageRef
+			c.Init = c.Init || prev.Init
 			c.Liveness, c.Readiness, c.Startup, c.KilledBy = prev.Liveness, prev.Readiness, prev.Startup, prev.KilledBy
 		}
 		if d.GracePeriodSeconds > 0 {
@@ -190,6 +191,9 @@ func (s *State) apply(e eventlog.Event) bool {
 		}
 		if p := s.Pods[e.Pod]; p != nil {
 			in.Generation = p.Generation
+			if pb.Action(d.Action) == pb.ActionStartContainer && d.Uid == p.UID {
+				in.Init = p.isInitContainer(d.Container)
+			}
 		}
 		s.Pending[e.Seq] = in
 		if p := s.Pods[e.Pod]; p != nil && d.RemovePodData && d.Uid != "" {

@@ -223,25 +223,10 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 	if g := spec.Spec.TerminationGracePeriodSeconds; g != nil {
 		grace = *g
 	}
-	for i := range spec.Spec.InitContainers {
-		c := &spec.Spec.InitContainers[i]
-		cur := p.latest(c.Name, sb.ID)
-		switch {
-		case cur == nil:
-			return p.start(c, sb, true, grace, now, "init container not run")
-		case cur.State == pb.StateCreated:
-			return p.removeUnstarted(cur, now)
-		case cur.State == pb.StateRunning || cur.State == pb.StateUnknown:
-			return nil, 0 // wait for it to finish
-		case cur.ExitCode == 0:
-			continue
-		case policy == corev1.RestartPolicyNever:
-			return nil, 0 // the pod has failed
-		default:
-			return p.restart(c, sb, cur, true, grace, now, "init container failed")
-		}
+	in, wake, blocked := p.planInit(spec, sb, grace, now)
+	if in != nil || blocked {
+		return in, wake
 	}
-	var wake int64
 	for i := range spec.Spec.Containers {
 		c := &spec.Spec.Containers[i]
 		cur := p.latest(c.Name, sb.ID)
@@ -288,6 +273,120 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 		}
 	}
 	return nil, wake
+}
+
+// planInit decides the init containers' next action, as the kubelet's
+// computeInitContainerActions: regular init containers run in order to
+// completion; a native sidecar (restartPolicy Always) is started, and the
+// next one follows once it is started (running, its startup probe passed);
+// a sidecar that exits is restarted under the back-off whatever the pod's
+// restart policy. Once the app containers started (the pod is initialized)
+// regular init containers are done and a sidecar's restart no longer holds
+// the app containers back. When the pod is finished — its app containers
+// exited for good, or an init container failed under restartPolicy Never —
+// the sidecars are stopped, the last started first. blocked: the app
+// containers must wait.
+func (p *Pod) planInit(spec *corev1.Pod, sb *Sandbox, grace, now int64) (in *pb.Intent, wake int64, blocked bool) {
+	policy := spec.Spec.RestartPolicy
+	initialized := false
+	for i := range spec.Spec.Containers {
+		initialized = initialized || p.latest(spec.Spec.Containers[i].Name, sb.ID) != nil
+	}
+	if initialized && p.appsFinished(spec, sb) {
+		in, wake := p.stopSidecars(spec, sb, grace, now, "the pod's containers completed")
+		return in, wake, true
+	}
+	for i := range spec.Spec.InitContainers {
+		c := &spec.Spec.InitContainers[i]
+		cur := p.latest(c.Name, sb.ID)
+		if isSidecar(c) {
+			in, w, started := p.planSidecar(c, sb, cur, grace, now)
+			if in != nil {
+				return in, 0, true
+			}
+			wake = minWake(wake, w)
+			if !started && !initialized {
+				return nil, wake, true // the next init container waits for this one
+			}
+			continue
+		}
+		if initialized {
+			continue // regular init containers ran before the app containers
+		}
+		switch {
+		case cur == nil:
+			in, w := p.start(c, sb, true, grace, now, "init container not run")
+			return in, minWake(wake, w), true
+		case cur.State == pb.StateCreated:
+			in, w := p.removeUnstarted(cur, now)
+			return in, minWake(wake, w), true
+		case cur.State == pb.StateRunning || cur.State == pb.StateUnknown:
+			return nil, wake, true // wait for it to finish
+		case cur.ExitCode == 0:
+			continue
+		case policy == corev1.RestartPolicyNever:
+			// The pod has failed: only its sidecars still have to stop.
+			in, w := p.stopSidecars(spec, sb, grace, now, "an init container failed")
+			return in, w, true
+		default:
+			in, w := p.restart(c, sb, cur, true, grace, now, "init container failed")
+			return in, minWake(wake, w), true
+		}
+	}
+	return nil, wake, false
+}
+
+// planSidecar decides a native sidecar's next action; started: it runs and
+// its startup probe (if any) passed, so the init sequence may go on.
+func (p *Pod) planSidecar(c *corev1.Container, sb *Sandbox, cur *Container, grace, now int64) (*pb.Intent, int64, bool) {
+	switch {
+	case cur == nil:
+		in, w := p.start(c, sb, true, grace, now, "sidecar not started")
+		return in, w, false
+	case cur.State == pb.StateCreated:
+		in, w := p.removeUnstarted(cur, now)
+		return in, w, false
+	case cur.State == pb.StateRunning:
+		in, w := p.probeKill(c, cur, grace, now)
+		return in, w, in == nil && p.ContainerStarted(cur)
+	case cur.State == pb.StateExited:
+		in, w := p.restart(c, sb, cur, true, grace, now, "sidecar exited")
+		return in, w, false
+	}
+	return nil, 0, false // unknown: wait for the runtime to say
+}
+
+// appsFinished: every app container ran in this sandbox and exited for good
+// under the pod's restart policy.
+func (p *Pod) appsFinished(spec *corev1.Pod, sb *Sandbox) bool {
+	for i := range spec.Spec.Containers {
+		cur := p.latest(spec.Spec.Containers[i].Name, sb.ID)
+		if cur == nil || cur.State != pb.StateExited || restarts(spec.Spec.RestartPolicy, cur.ExitCode) {
+			return false
+		}
+	}
+	return true
+}
+
+// stopSidecars stops the running sidecars, the last one started first (the
+// reverse of their order in the spec), as the kubelet does when a pod ends.
+func (p *Pod) stopSidecars(spec *corev1.Pod, sb *Sandbox, grace, now int64, why string) (*pb.Intent, int64) {
+	for i := len(spec.Spec.InitContainers) - 1; i >= 0; i-- {
+		c := &spec.Spec.InitContainers[i]
+		if !isSidecar(c) {
+			continue
+		}
+		if cur := p.latest(c.Name, sb.ID); cur != nil && cur.State == pb.StateRunning {
+			return p.retryable(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: cur.UID, Container: cur.Name, ContainerId: cur.ID,
+				SandboxId: cur.SandboxID, GracePeriodSeconds: grace, Reason: "sidecar stopped: " + why}, now)
+		}
+	}
+	return nil, 0
+}
+
+// isSidecar: an init container with restartPolicy Always (a native sidecar).
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }
 
 // Reasons of the stops the planner decides when a probe fails, in the
@@ -363,7 +462,9 @@ func minWake(a, b int64) int64 {
 func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	step := func(in *pb.Intent) (*pb.Intent, int64) { return p.retryable(in, now) }
 	cs := sortedContainers(p)
-	for _, c := range cs {
+	// App containers stop before the init containers still running (native
+	// sidecars), and sidecars in the reverse of the order they started.
+	for _, c := range stopOrder(cs) {
 		if !c.keptBy(keep) && c.State != pb.StateExited {
 			return step(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
 				SandboxId: c.SandboxID, GracePeriodSeconds: c.graceOr(30), Reason: teardownReason(keep)})
@@ -402,6 +503,22 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 		}
 	}
 	return nil, 0
+}
+
+// stopOrder orders containers for stopping a pod: app containers by ID,
+// then init containers, the most recently started first.
+func stopOrder(cs []*Container) []*Container {
+	out := make([]*Container, 0, len(cs))
+	var inits []*Container
+	for _, c := range cs {
+		if c.Init {
+			inits = append(inits, c)
+		} else {
+			out = append(out, c)
+		}
+	}
+	sort.SliceStable(inits, func(i, j int) bool { return inits[i].StartedAt > inits[j].StartedAt })
+	return append(out, inits...)
 }
 
 // cleanup removes what a gone UID may have left on the node (its cgroup and
@@ -628,7 +745,7 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		}
 		p.Containers[d.ContainerId] = &Container{ID: d.ContainerId, UID: in.UID, SandboxID: in.SandboxID, Name: in.Container,
 			Attempt: in.Attempt, State: pb.StateRunning, StartedAt: now, Grace: in.Grace, Stale: in.Generation != p.Generation,
-			ImageRef: d.ImageRef}
+			ImageRef: d.ImageRef, Init: in.Init}
 	case pb.ActionStopContainer:
 		if c := p.Containers[in.ContainerID]; c != nil && c.State != pb.StateExited {
 			c.State, c.FinishedAt = pb.StateExited, now

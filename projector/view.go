@@ -111,6 +111,19 @@ func (p *Pod) specContainer(name string) *corev1.Container {
 	return nil
 }
 
+// isInitContainer: the pod's spec names an init container of that name.
+func (p *Pod) isInitContainer(name string) bool {
+	if p.decoded == nil {
+		return false
+	}
+	for i := range p.decoded.Spec.InitContainers {
+		if p.decoded.Spec.InitContainers[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // ContainerStarted is the kubelet's containerStatus.started: the instance
 // runs and, if its spec has a startup probe, that probe succeeded. A
 // container the spec does not name (an orphan, another version) counts as
@@ -188,17 +201,18 @@ func (p *Pod) View(now int64) PodView {
 		}
 	}
 	type slot struct {
-		name string
-		init bool
+		name    string
+		init    bool
+		sidecar bool // a native sidecar: restarts always, counts in READY
 	}
 	var slots []slot
 	restartPolicy := corev1.RestartPolicyAlways
 	if spec := p.DecodeSpec(); spec != nil {
 		for _, c := range spec.Spec.InitContainers {
-			slots = append(slots, slot{c.Name, true})
+			slots = append(slots, slot{c.Name, true, isSidecar(&c)})
 		}
 		for _, c := range spec.Spec.Containers {
-			slots = append(slots, slot{c.Name, false})
+			slots = append(slots, slot{c.Name, false, false})
 		}
 		if spec.Spec.RestartPolicy != "" {
 			restartPolicy = spec.Spec.RestartPolicy
@@ -209,12 +223,12 @@ func (p *Pod) View(now int64) PodView {
 		for _, c := range sortedContainers(p) {
 			if !seen[c.Name] {
 				seen[c.Name] = true
-				slots = append(slots, slot{c.Name, c.Init})
+				slots = append(slots, slot{c.Name, c.Init, false})
 			}
 		}
 	}
 	latest, previous := p.latestByName()
-	ready, apps, running, exitedOK, exitedFail := 0, 0, 0, 0, 0
+	ready, apps, sidecars, running, exitedOK, exitedFail := 0, 0, 0, 0, 0, 0
 	for _, sl := range slots {
 		cv := ContainerView{Name: sl.name, Init: sl.init, State: "waiting"}
 		if c := previous[sl.name]; c != nil && c.State == pb.StateExited {
@@ -243,9 +257,17 @@ func (p *Pod) View(now int64) PodView {
 			if f.Count > 1 && now < f.NextTry && (f.Reason == "ErrImagePull" || f.Reason == "ErrImageNeverPull") {
 				cv.Reason = "ImagePullBackOff"
 			}
-		} else if b := p.Backoff[sl.name]; b != nil && cv.State == "exited" && now < b.NextStart && restarts(restartPolicy, cv.ExitCode) {
+		} else if b := p.Backoff[sl.name]; b != nil && cv.State == "exited" && now < b.NextStart && (sl.sidecar || restarts(restartPolicy, cv.ExitCode)) {
 			cv.State = "waiting"
 			cv.Reason = "CrashLoopBackOff"
+		}
+		if sl.sidecar {
+			// As kubectl: a sidecar counts in READY and RESTARTS, not in the phase.
+			sidecars++
+			v.Restarts += cv.RestartCount
+			if cv.Ready {
+				ready++
+			}
 		}
 		if !sl.init {
 			apps++
@@ -269,7 +291,7 @@ func (p *Pod) View(now int64) PodView {
 		}
 		v.Containers = append(v.Containers, cv)
 	}
-	v.Ready = strconv.Itoa(ready) + "/" + strconv.Itoa(apps)
+	v.Ready = strconv.Itoa(ready) + "/" + strconv.Itoa(apps+sidecars)
 	switch {
 	case apps > 0 && running == apps:
 		v.Phase = "Running"

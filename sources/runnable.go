@@ -109,19 +109,16 @@ func validateRunnable(spec *v1.PodSpec, p *field.Path) field.ErrorList {
 		errs = append(errs, validateRunnableVolume(spec, &spec.Volumes[i], p.Child("volumes").Index(i))...)
 	}
 	for i := range spec.InitContainers {
-		errs = append(errs, validateRunnableContainer(spec, &spec.InitContainers[i], p.Child("initContainers").Index(i), true)...)
+		errs = append(errs, validateRunnableContainer(&spec.InitContainers[i], p.Child("initContainers").Index(i))...)
 	}
 	for i := range spec.Containers {
-		errs = append(errs, validateRunnableContainer(spec, &spec.Containers[i], p.Child("containers").Index(i), false)...)
+		errs = append(errs, validateRunnableContainer(&spec.Containers[i], p.Child("containers").Index(i))...)
 	}
 	return errs
 }
 
-func validateRunnableContainer(spec *v1.PodSpec, c *v1.Container, p *field.Path, isInit bool) field.ErrorList {
+func validateRunnableContainer(c *v1.Container, p *field.Path) field.ErrorList {
 	errs := unsupportedFields(c, p, containerHandled)
-	if isInit && c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways {
-		errs = append(errs, field.Forbidden(p.Child("restartPolicy"), "native sidecars (init containers with restartPolicy Always) are not supported by ledgerlet yet"))
-	}
 	if lc := c.Lifecycle; lc != nil {
 		// Name the hook itself, not just "lifecycle".
 		for _, h := range setFields(lc) {

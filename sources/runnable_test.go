@@ -45,8 +45,6 @@ func TestWhatValidationAcceptsTheRuntimeCanRun(t *testing.T) {
 			"spec.containers[0].lifecycle.preStop: Forbidden: lifecycle hooks are not supported"},
 		{"stop signal", runnablePod("", "    lifecycle: {stopSignal: SIGUSR1}\n"),
 			"spec.containers[0].lifecycle.stopSignal: Forbidden"},
-		{"native sidecar", "metadata: {name: p}\nspec:\n  initContainers: [{name: s, image: i, restartPolicy: Always}]\n  containers: [{name: a, image: i}]\n",
-			"spec.initContainers[0].restartPolicy: Forbidden: native sidecars"},
 		{"activeDeadlineSeconds", runnablePod("  activeDeadlineSeconds: 60\n", ""),
 			"spec.activeDeadlineSeconds: Forbidden: not supported by ledgerlet"},
 		{"hostAliases", runnablePod("  hostAliases: [{ip: 1.2.3.4, hostnames: [x]}]\n", ""),
@@ -116,6 +114,7 @@ func TestWhatTheRuntimeRunsIsAccepted(t *testing.T) {
 		{"seccomp and apparmor", runnablePod("  securityContext: {seccompProfile: {type: RuntimeDefault}, appArmorProfile: {type: RuntimeDefault}}\n", "    securityContext: {seccompProfile: {type: Unconfined}}\n")},
 		{"probes on declared named ports", runnablePod("", "    ports: [{name: http, containerPort: 80}]\n    livenessProbe: {httpGet: {port: http}, terminationGracePeriodSeconds: 5}\n    readinessProbe: {tcpSocket: {port: http}}\n    startupProbe: {grpc: {port: 81}}\n")},
 		{"scheduling fields mean nothing here", runnablePod("  nodeSelector: {a: b}\n  priorityClassName: system-node-critical\n  priority: 2000001000\n  tolerations: [{operator: Exists}]\n", "")},
+		{"native sidecar", "metadata: {name: p}\nspec:\n  initContainers: [{name: s, image: i, restartPolicy: Always, startupProbe: {tcpSocket: {port: 80}}}]\n  containers: [{name: a, image: i}]\n"},
 		{"ephemeral-storage request", runnablePod("", "    resources: {requests: {ephemeral-storage: 1Gi, cpu: 100m}, limits: {memory: 64Mi}}\n")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -123,3 +123,60 @@ spec:
 		t.Fatal("the tmpfs outlived the pod")
 	}
 }
+
+// A native sidecar (an init container with restartPolicy Always) starts
+// before the next init container — which reaches it — and keeps running
+// beside the app; when it exits it is restarted; on removal the app stops
+// before it.
+func TestNativeSidecarRunsBesideTheAppAndStopsAfterIt(t *testing.T) {
+	a := newAgent(t)
+	a.start()
+	a.writeManifest("side.yaml", `apiVersion: v1
+kind: Pod
+metadata:
+  name: side
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: proxy
+    image: localhost/busybox:1.36
+    imagePullPolicy: Never
+    restartPolicy: Always
+    command: ["sh", "-c", "mkdir -p /www && echo up > /www/index.html && httpd -p 18460 -h /www && sleep 8 && exit 3"]
+    startupProbe:
+      tcpSocket: {port: 18460}
+      periodSeconds: 1
+  - name: check
+    image: localhost/busybox:1.36
+    imagePullPolicy: Never
+    command: ["sh", "-c", "wget -q -O- http://127.0.0.1:18460/ | grep -q up"]
+  containers:
+  - name: main
+    image: localhost/busybox:1.36
+    imagePullPolicy: Never
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+`)
+	a.waitFor("READY 2/2", 60*time.Second, func() bool {
+		p := a.pod("side")
+		return p != nil && p.Phase == "Running" && p.Ready == "2/2"
+	})
+	a.waitFor("the sidecar restarted", 60*time.Second, func() bool {
+		p := a.pod("side")
+		return p != nil && p.Containers[0].RestartCount >= 1 && p.Containers[0].State == "running"
+	})
+	if p := a.pod("side"); p.Containers[2].RestartCount != 0 || p.Containers[1].ExitCode != 0 {
+		t.Fatalf("the app restarted or the init check failed: %+v", p.Containers)
+	}
+	a.removeManifest("side.yaml")
+	a.waitFor("the pod to go", 60*time.Second, func() bool { return a.pod("side") == nil })
+	var stops []string
+	for _, e := range a.events("side", "Intent") {
+		if d := e["data"].(map[string]any); d["action"] == "StopContainer" && d["reason"] == "pod no longer desired" {
+			stops = append(stops, d["container"].(string))
+		}
+	}
+	if len(stops) == 0 || stops[0] != "main" {
+		t.Fatalf("stops on removal %v: the app must stop before its sidecar", stops)
+	}
+}
