@@ -24,6 +24,7 @@ type PodView struct {
 	Ready      string          `json:"ready"`  // "1/2"
 	Restarts   uint32          `json:"restarts"`
 	IP         string          `json:"ip,omitempty"`
+	QOSClass   string          `json:"qosClass,omitempty"` // Guaranteed, Burstable, BestEffort
 	CreatedAt  int64           `json:"createdAt"`
 	Removed    bool            `json:"removed,omitempty"`
 	Rejection  string          `json:"rejection,omitempty"`
@@ -208,6 +209,7 @@ func (p *Pod) View(now int64) PodView {
 	var slots []slot
 	restartPolicy := corev1.RestartPolicyAlways
 	if spec := p.DecodeSpec(); spec != nil {
+		v.QOSClass = string(QOSClass(&spec.Spec))
 		for _, c := range spec.Spec.InitContainers {
 			slots = append(slots, slot{c.Name, true, isSidecar(&c)})
 		}

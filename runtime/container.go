@@ -96,6 +96,8 @@ func (r *Runtime) createContainer(ctx context.Context, pod *corev1.Pod, c *corev
 		},
 	}
 
+	cfg.Linux.Resources.OomScoreAdj = oomScoreAdj(pod, c, nodeMemoryCapacity())
+
 	cctx, cancel := r.callCtx(ctx)
 	defer cancel()
 	resp, err := r.rs.CreateContainer(cctx, &criv1.CreateContainerRequest{

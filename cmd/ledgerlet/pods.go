@@ -47,14 +47,18 @@ func printPods(w io.Writer, output string, pods []projector.PodView, now time.Ti
 		return enc.Encode(api.PodsResponse{Pods: pods})
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tSOURCE")
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tQOS\tSOURCE")
 	for _, p := range pods {
 		ip := p.IP
 		if ip == "" {
 			ip = "<none>"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Namespace, p.Name, p.Ready, p.Status, p.Restarts,
-			age(now, p.CreatedAt), ip, strings.TrimSpace(p.Source+" "+p.Path))
+		qos := p.QOSClass
+		if qos == "" {
+			qos = "<none>"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Namespace, p.Name, p.Ready, p.Status, p.Restarts,
+			age(now, p.CreatedAt), ip, qos, strings.TrimSpace(p.Source+" "+p.Path))
 	}
 	return tw.Flush()
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +179,69 @@ spec:
 	}
 	if len(stops) == 0 || stops[0] != "main" {
 		t.Fatalf("stops on removal %v: the app must stop before its sidecar", stops)
+	}
+}
+
+// Requests and limits reach the container's cgroup as the kubelet sets
+// them, the OOM score follows the QoS class, and `pods` shows the class.
+func TestResourcesReachTheCgroupAndTheOOMScoreFollowsQoS(t *testing.T) {
+	a := newAgent(t)
+	a.start()
+	report := `["sh", "-c", "echo oom=$(cat /proc/self/oom_score_adj) mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) shares=$(cat /sys/fs/cgroup/cpu/cpu.shares); exec sleep 3600"]`
+	pod := func(name, resources string) string {
+		return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: localhost/busybox:1.36
+    imagePullPolicy: Never
+    command: %s
+%s`, name, report, resources)
+	}
+	a.writeManifest("g.yaml", pod("g", "    resources: {limits: {cpu: 500m, memory: 64Mi}}\n"))
+	a.writeManifest("b.yaml", pod("b", "    resources: {requests: {memory: 1Mi}}\n"))
+	a.writeManifest("be.yaml", pod("be", ""))
+	// The private containerd has restrict_oom_score_adj: it raises a score
+	// below its own to its own (as containerd in a container must).
+	guaranteed := []string{"oom=-997 "}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", containerdPID())); err == nil {
+		if own, _ := strconv.Atoi(strings.TrimSpace(string(b))); own > -997 {
+			guaranteed = append(guaranteed, fmt.Sprintf("oom=%d ", own))
+		}
+	}
+	for _, tc := range []struct {
+		name, qos string
+		want      []string // any of
+	}{
+		{"g", "Guaranteed", guaranteed},
+		{"b", "Burstable", []string{"oom=999 "}},
+		{"be", "BestEffort", []string{"oom=1000 "}},
+	} {
+		p := a.waitRunning(tc.name, 60*time.Second)
+		if p.QOSClass != tc.qos {
+			t.Errorf("%s: QoS %q, want %s", tc.name, p.QOSClass, tc.qos)
+		}
+		log := filepath.Join(a.logs, fmt.Sprintf("default_%s-%s_%s", tc.name, a.node, p.UID), "main", "0.log")
+		var out string
+		a.waitFor(tc.name+"'s report", 20*time.Second, func() bool {
+			b, _ := os.ReadFile(log)
+			out = string(b)
+			return strings.Contains(out, "oom=")
+		})
+		found := false
+		for _, w := range tc.want {
+			found = found || strings.Contains(out, w)
+		}
+		if !found {
+			t.Errorf("%s reports %q, want one of %q", tc.name, strings.TrimSpace(out), tc.want)
+		}
+		if tc.name == "g" && !strings.Contains(out, "mem=67108864 quota=50000 shares=512") {
+			t.Errorf("g reports %q: want the memory limit, CFS quota and shares of its limits", strings.TrimSpace(out))
+		}
 	}
 }
