@@ -45,6 +45,9 @@ func (r *Runtime) prepareDownwardAPI(pod *corev1.Pod, v *corev1.Volume) (string,
 	if err := writeVolumeFiles(dir, files); err != nil {
 		return "", fmt.Errorf("write downward API files: %w", err)
 	}
+	if err := applyFSGroup(pod, dir, true); err != nil {
+		return "", err
+	}
 	return dir, nil
 }
 

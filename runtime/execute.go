@@ -61,6 +61,10 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent) (
 			return out, err
 		}
 		out.ImageRef = ref
+		if err := r.checkRunAsNonRoot(ctx, pod, c, ref); err != nil {
+			out.Reason = string(ErrCreateContainerConfig)
+			return out, err
+		}
 		id, err := r.CreateContainer(ctx, pod, c, in.SandboxId, ContainerOptions{
 			RestartCount: int(in.Attempt), ImageRef: ref, Type: typ,
 			Fields: FieldValues{NodeName: pod.Spec.NodeName, HostIP: r.cfg.HostIP},

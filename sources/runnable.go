@@ -43,12 +43,12 @@ var containerHandled = sets.New(
 )
 
 var podSecurityContextHandled = sets.New(
-	"runAsUser", "runAsGroup", "supplementalGroups", "supplementalGroupsPolicy", "fsGroup", "fsGroupChangePolicy",
+	"runAsUser", "runAsGroup", "runAsNonRoot", "supplementalGroups", "supplementalGroupsPolicy", "fsGroup", "fsGroupChangePolicy",
 	"sysctls", "seccompProfile", "appArmorProfile", "seLinuxOptions",
 )
 
 var securityContextHandled = sets.New(
-	"capabilities", "privileged", "seLinuxOptions", "runAsUser", "runAsGroup", "readOnlyRootFilesystem",
+	"capabilities", "privileged", "seLinuxOptions", "runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem",
 	"allowPrivilegeEscalation", "procMount", "seccompProfile", "appArmorProfile",
 )
 
@@ -68,7 +68,6 @@ var refusalReasons = map[string]string{
 	"lifecycle":             "lifecycle hooks are not supported by ledgerlet",
 	"volumeDevices":         "raw block devices are not supported for static pods",
 	"restartPolicyRules":    "container restart rules are not supported by ledgerlet",
-	"runAsNonRoot":          "not supported by ledgerlet yet: it cannot verify the image's user",
 	"windowsOptions":        "not supported on a Linux node",
 	"seLinuxChangePolicy":   "not supported by ledgerlet: it does not relabel volumes",
 	"subPathExpr":           "not supported by ledgerlet; use subPath",

@@ -59,8 +59,6 @@ func TestWhatValidationAcceptsTheRuntimeCanRun(t *testing.T) {
 			"spec.setHostnameAsFQDN: Forbidden"},
 		{"pod-level resources", runnablePod("  resources: {limits: {cpu: 1}}\n", ""),
 			"spec.resources: Forbidden: pod-level resources are not supported"},
-		{"runAsNonRoot", runnablePod("  securityContext: {runAsNonRoot: true}\n", ""),
-			"spec.securityContext.runAsNonRoot: Forbidden"},
 		{"container windowsOptions", runnablePod("", "    securityContext: {windowsOptions: {runAsUserName: x}}\n"),
 			"spec.containers[0].securityContext.windowsOptions: Forbidden: not supported on a Linux node"},
 		{"unmasked proc", runnablePod("", "    securityContext: {procMount: Unmasked}\n"),
@@ -115,6 +113,7 @@ func TestWhatTheRuntimeRunsIsAccepted(t *testing.T) {
 		{"probes on declared named ports", runnablePod("", "    ports: [{name: http, containerPort: 80}]\n    livenessProbe: {httpGet: {port: http}, terminationGracePeriodSeconds: 5}\n    readinessProbe: {tcpSocket: {port: http}}\n    startupProbe: {grpc: {port: 81}}\n")},
 		{"scheduling fields mean nothing here", runnablePod("  nodeSelector: {a: b}\n  priorityClassName: system-node-critical\n  priority: 2000001000\n  tolerations: [{operator: Exists}]\n", "")},
 		{"native sidecar", "metadata: {name: p}\nspec:\n  initContainers: [{name: s, image: i, restartPolicy: Always, startupProbe: {tcpSocket: {port: 80}}}]\n  containers: [{name: a, image: i}]\n"},
+		{"runAsNonRoot", runnablePod("  securityContext: {runAsNonRoot: true, runAsUser: 1000, fsGroup: 2000}\n", "")},
 		{"ephemeral-storage request", runnablePod("", "    resources: {requests: {ephemeral-storage: 1Gi, cpu: 100m}, limits: {memory: 64Mi}}\n")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -245,3 +245,46 @@ spec:
 		}
 	}
 }
+
+// runAsNonRoot refuses to run an image as root (CreateContainerConfigError)
+// and lets a non-root user run; fsGroup owns the emptyDir it writes to.
+func TestRunAsNonRootAndFSGroup(t *testing.T) {
+	a := newAgent(t)
+	a.start()
+	pod := func(name, sc string) string {
+		return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  securityContext: %s
+  volumes:
+  - {name: data, emptyDir: {}}
+  containers:
+  - name: main
+    image: localhost/busybox:1.36
+    imagePullPolicy: Never
+    command: ["sh", "-c", "touch /data/f && echo uid=$(id -u) gid=$(stat -c %%g /data/f) || echo CANNOT; exec sleep 3600"]
+    volumeMounts: [{name: data, mountPath: /data}]
+`, name, sc)
+	}
+	a.writeManifest("root.yaml", pod("root", "{runAsNonRoot: true}"))
+	a.writeManifest("user.yaml", pod("user", "{runAsNonRoot: true, runAsUser: 1000, fsGroup: 2000}"))
+	a.waitFor("the root image refused", 60*time.Second, func() bool {
+		p := a.pod("root")
+		return p != nil && p.Containers[0].Reason == "CreateContainerConfigError"
+	})
+	p := a.waitRunning("user", 60*time.Second)
+	log := filepath.Join(a.logs, fmt.Sprintf("default_user-%s_%s", a.node, p.UID), "main", "0.log")
+	var out string
+	a.waitFor("the report", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(log)
+		out = string(b)
+		return strings.Contains(out, "uid=") || strings.Contains(out, "CANNOT")
+	})
+	if !strings.Contains(out, "uid=1000 gid=2000") {
+		t.Fatalf("report %q, want uid 1000 writing files of group 2000", strings.TrimSpace(out))
+	}
+}
