@@ -153,7 +153,9 @@ func (s *State) apply(e eventlog.Event) bool {
 		if prev != nil {
 			c.Grace, c.Stale, c.ImageRef = prev.Grace, prev.Stale, prev.ImageRef
 			c.Init = c.Init || prev.Init
-			c.Liveness, c.Readiness, c.Startup, c.KilledBy = prev.Liveness, prev.Readiness, prev.Startup, prev.KilledBy
+			c.Liveness, c.Readiness, c.Startup, c.KilledFor = prev.Liveness, prev.Readiness, prev.Startup, prev.KilledFor
+			c.PostStartPending, c.PostStartError = prev.PostStartPending, prev.PostStartError
+			c.HasPreStop, c.PreStopDone, c.PreStopSeconds = prev.HasPreStop, prev.PreStopDone, prev.PreStopSeconds
 		}
 		if d.GracePeriodSeconds > 0 {
 			c.Grace = d.GracePeriodSeconds
@@ -193,6 +195,9 @@ func (s *State) apply(e eventlog.Event) bool {
 			in.Generation = p.Generation
 			if pb.Action(d.Action) == pb.ActionStartContainer && d.Uid == p.UID {
 				in.Init = p.isInitContainer(d.Container)
+				if sc := p.specContainer(d.Container); sc != nil && sc.Lifecycle != nil {
+					in.PostStart, in.PreStop = sc.Lifecycle.PostStart != nil, sc.Lifecycle.PreStop != nil
+				}
 			}
 		}
 		s.Pending[e.Seq] = in
@@ -206,8 +211,8 @@ func (s *State) apply(e eventlog.Event) bool {
 		if p := s.Pods[e.Pod]; p != nil {
 			p.LastAction = &Action{Seq: e.Seq, Action: pb.Action(d.Action), Container: d.Container, Reason: d.Reason, At: now}
 			if c := p.Containers[d.ContainerId]; c != nil && pb.Action(d.Action) == pb.ActionStopContainer {
-				// The decision says why: a probe's failure, or anything else.
-				c.KilledBy = probeKillKind(d.Reason)
+				// The decision says why: a probe's failure, a failed hook, or anything else.
+				c.KilledFor = killReason(d.Reason)
 			}
 		}
 	case *pb.Outcome:

@@ -223,6 +223,9 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 	if g := spec.Spec.TerminationGracePeriodSeconds; g != nil {
 		grace = *g
 	}
+	if in, wake := p.planPostStart(grace, now); in != nil || wake != 0 {
+		return in, wake
+	}
 	in, wake, blocked := p.planInit(spec, sb, grace, now)
 	if in != nil || blocked {
 		return in, wake
@@ -377,8 +380,7 @@ func (p *Pod) stopSidecars(spec *corev1.Pod, sb *Sandbox, grace, now int64, why 
 			continue
 		}
 		if cur := p.latest(c.Name, sb.ID); cur != nil && cur.State == pb.StateRunning {
-			return p.retryable(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: cur.UID, Container: cur.Name, ContainerId: cur.ID,
-				SandboxId: cur.SandboxID, GracePeriodSeconds: grace, Reason: "sidecar stopped: " + why}, now)
+			return p.retryable(stopContainer(cur, grace, "sidecar stopped: "+why), now)
 		}
 	}
 	return nil, 0
@@ -396,15 +398,61 @@ const (
 	reasonStartupFailed  = "startup probe failed"
 )
 
-// probeKillKind names the probe a stop's reason answers ("" for none).
-func probeKillKind(reason string) pb.ProbeKind {
+// reasonFailedPostStart is the reason of the stop of a container whose
+// postStart hook failed (the kubelet's kill message).
+const reasonFailedPostStart = "FailedPostStartHook"
+
+// killReason is what the view shows for an instance stopped for reason:
+// the kubelet's kill reason for a failed probe or hook, else "".
+func killReason(reason string) string {
 	switch reason {
 	case reasonLivenessFailed:
-		return pb.ProbeLiveness
+		return ReasonLivenessProbe
 	case reasonStartupFailed:
-		return pb.ProbeStartup
+		return ReasonStartupProbe
+	case reasonFailedPostStart:
+		return ReasonFailedPostStartHook
 	}
 	return ""
+}
+
+// minGraceAfterPreStop: after a preStop hook the container still gets this
+// many seconds before SIGKILL (the kubelet's minimumGracePeriodInSeconds).
+const minGraceAfterPreStop = 2
+
+// stopContainer plans the stop of a running container as the kubelet's
+// killContainer: its preStop hook first (RunPreStop) when it has one not yet
+// run and there is grace to run it in, then StopContainer with what the hook
+// left of the grace period. Both carry the same reason.
+func stopContainer(c *Container, grace int64, reason string) *pb.Intent {
+	in := &pb.Intent{Action: string(pb.ActionStopContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+		SandboxId: c.SandboxID, GracePeriodSeconds: grace, Reason: reason}
+	switch {
+	case c.HasPreStop && !c.PreStopDone && grace > 0:
+		in.Action = string(pb.ActionRunPreStop)
+	case c.PreStopDone:
+		in.GracePeriodSeconds = max(grace-c.PreStopSeconds, minGraceAfterPreStop)
+	}
+	return in
+}
+
+// planPostStart runs a started container's postStart hook before anything
+// else happens in the pod (the kubelet runs it inside the start, so the next
+// container waits for it), and stops a container whose hook failed.
+func (p *Pod) planPostStart(grace, now int64) (*pb.Intent, int64) {
+	for _, c := range sortedContainers(p) {
+		if c.UID != p.UID || c.Stale || c.State != pb.StateRunning {
+			continue
+		}
+		switch {
+		case c.PostStartPending:
+			return &pb.Intent{Action: string(pb.ActionRunPostStart), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+				SandboxId: c.SandboxID, Reason: "container started"}, 0
+		case c.PostStartError != "":
+			return p.retryable(stopContainer(c, grace, reasonFailedPostStart), now)
+		}
+	}
+	return nil, 0
 }
 
 // probeKill stops a running container whose liveness or startup probe
@@ -428,8 +476,7 @@ func (p *Pod) probeKill(c *corev1.Container, cur *Container, grace, now int64) (
 	if g := probe.TerminationGracePeriodSeconds; g != nil {
 		grace = *g
 	}
-	return p.retryable(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: cur.UID, Container: cur.Name, ContainerId: cur.ID,
-		SandboxId: cur.SandboxID, GracePeriodSeconds: grace, Reason: reason}, now)
+	return p.retryable(stopContainer(cur, grace, reason), now)
 }
 
 // removeUnstarted clears a container that was created but never started:
@@ -466,8 +513,7 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	// sidecars), and sidecars in the reverse of the order they started.
 	for _, c := range stopOrder(cs) {
 		if !c.keptBy(keep) && c.State != pb.StateExited {
-			return step(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
-				SandboxId: c.SandboxID, GracePeriodSeconds: c.graceOr(30), Reason: teardownReason(keep)})
+			return step(stopContainer(c, c.graceOr(30), teardownReason(keep)))
 		}
 	}
 	sbs := sortedSandboxes(p)
@@ -477,8 +523,7 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 		if sb.keptBy(keep) && sb.State != pb.StateReady {
 			for _, c := range cs {
 				if c.SandboxID == sb.ID && c.State != pb.StateExited {
-					return step(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
-						SandboxId: sb.ID, GracePeriodSeconds: c.graceOr(30), Reason: "sandbox not ready"})
+					return step(stopContainer(c, c.graceOr(30), "sandbox not ready"))
 				}
 			}
 		}
@@ -700,6 +745,27 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	if p == nil {
 		return
 	}
+	switch in.Action {
+	case pb.ActionRunPostStart, pb.ActionRunPreStop:
+		// A hook runs once per instance, whatever its outcome: a failed
+		// preStop does not hold the stop back (as the kubelet), a failed
+		// postStart stops the instance, and one an agent crash cut short is
+		// not run again (its effect is unknown; running it twice could harm).
+		if c := p.Containers[in.ContainerID]; c != nil {
+			if in.Action == pb.ActionRunPreStop {
+				c.PreStopDone, c.PreStopSeconds = true, (now-in.At)/int64(time.Second)
+			} else {
+				c.PostStartPending = false
+				if !d.Ok && d.Reason != pb.ReasonReconciled {
+					c.PostStartError = d.Error
+					if c.PostStartError == "" {
+						c.PostStartError = d.Reason
+					}
+				}
+			}
+		}
+		return
+	}
 	if d.Reason == pb.ReasonReconciled {
 		return // the relist already told the truth
 	}
@@ -745,7 +811,7 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		}
 		p.Containers[d.ContainerId] = &Container{ID: d.ContainerId, UID: in.UID, SandboxID: in.SandboxID, Name: in.Container,
 			Attempt: in.Attempt, State: pb.StateRunning, StartedAt: now, Grace: in.Grace, Stale: in.Generation != p.Generation,
-			ImageRef: d.ImageRef, Init: in.Init}
+			ImageRef: d.ImageRef, Init: in.Init, PostStartPending: in.PostStart, HasPreStop: in.PreStop}
 	case pb.ActionStopContainer:
 		if c := p.Containers[in.ContainerID]; c != nil && c.State != pb.StateExited {
 			c.State, c.FinishedAt = pb.StateExited, now

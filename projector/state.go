@@ -201,10 +201,22 @@ type Container struct {
 	Liveness  *ProbeState `json:"liveness,omitempty"`
 	Readiness *ProbeState `json:"readiness,omitempty"`
 	Startup   *ProbeState `json:"startup,omitempty"`
-	// KilledBy is the probe whose failure made the planner stop this
-	// instance (pb.ProbeLiveness or pb.ProbeStartup), set when the intent is
-	// recorded; empty if it was not stopped for a probe.
-	KilledBy pb.ProbeKind `json:"killedBy,omitempty"`
+	// KilledFor is why the planner stopped this instance when the view
+	// shows it instead of the runtime's reason (ReasonLivenessProbe,
+	// ReasonStartupProbe, ReasonFailedPostStartHook), set when the stop's
+	// intent is recorded.
+	KilledFor string `json:"killedFor,omitempty"`
+
+	// Lifecycle hooks of this instance, from the spec it was started from.
+	// PostStartPending: its postStart hook has yet to run (the container is
+	// not started until it has); PostStartError: the hook failed, and the
+	// planner stops the instance. HasPreStop: a preStop hook runs before it
+	// is stopped; PreStopDone once it ran, taking PreStopSeconds of the grace.
+	PostStartPending bool   `json:"postStartPending,omitempty"`
+	PostStartError   string `json:"postStartError,omitempty"`
+	HasPreStop       bool   `json:"hasPreStop,omitempty"`
+	PreStopDone      bool   `json:"preStopDone,omitempty"`
+	PreStopSeconds   int64  `json:"preStopSeconds,omitempty"`
 }
 
 // ProbeState is a probe's last thresholded result for one container instance.
@@ -271,6 +283,9 @@ type PendingIntent struct {
 	StatusHash  string    `json:"statusHash,omitempty"`
 	// RemovePodData: a RemoveSandbox that takes the pod's data with it.
 	RemovePodData bool `json:"removePodData,omitempty"`
+	// StartContainer: the spec it starts has a postStart / preStop hook.
+	PostStart bool `json:"postStart,omitempty"`
+	PreStop   bool `json:"preStop,omitempty"`
 }
 
 // New returns the state before any event.

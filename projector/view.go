@@ -66,21 +66,25 @@ type Terminated struct {
 	FinishedAt  int64  `json:"finishedAt,omitempty"`
 }
 
-// Reasons the view gives an instance the agent stopped because a probe
-// failed (the kubelet's kill reasons), instead of the runtime's "Error".
+// Reasons the view gives an instance the agent stopped because a probe or
+// its postStart hook failed (the kubelet's kill reasons), instead of the
+// runtime's "Error".
 const (
-	ReasonLivenessProbe = "LivenessProbe"
-	ReasonStartupProbe  = "StartupProbe"
+	ReasonLivenessProbe       = "LivenessProbe"
+	ReasonStartupProbe        = "StartupProbe"
+	ReasonFailedPostStartHook = "FailedPostStartHook"
 )
 
 // exitReason is how an exited instance's end is shown: the runtime's reason,
-// unless the planner stopped it for a failed probe.
+// unless the planner stopped it for a failed probe or hook.
 func exitReason(c *Container) (reason, message string) {
-	switch c.KilledBy {
-	case pb.ProbeLiveness:
+	switch c.KilledFor {
+	case ReasonLivenessProbe:
 		return ReasonLivenessProbe, probeMessage(pb.ProbeLiveness, c.Liveness)
-	case pb.ProbeStartup:
+	case ReasonStartupProbe:
 		return ReasonStartupProbe, probeMessage(pb.ProbeStartup, c.Startup)
+	case ReasonFailedPostStartHook:
+		return ReasonFailedPostStartHook, "postStart hook failed: " + c.PostStartError
 	}
 	return c.Reason, ""
 }
@@ -126,11 +130,12 @@ func (p *Pod) isInitContainer(name string) bool {
 }
 
 // ContainerStarted is the kubelet's containerStatus.started: the instance
-// runs and, if its spec has a startup probe, that probe succeeded. A
+// runs, its postStart hook (if any) completed and, if its spec has a startup
+// probe, that probe succeeded. A
 // container the spec does not name (an orphan, another version) counts as
 // having no probes.
 func (p *Pod) ContainerStarted(c *Container) bool {
-	if c.State != pb.StateRunning {
+	if c.State != pb.StateRunning || c.PostStartPending || c.PostStartError != "" {
 		return false
 	}
 	if sc := p.specContainer(c.Name); sc != nil && sc.StartupProbe != nil && c.UID == p.UID && !c.Stale {

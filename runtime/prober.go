@@ -155,8 +155,8 @@ func (pr *Prober) jobs() map[probeKey]probeJob {
 				continue
 			}
 			for _, c := range p.Containers {
-				if c.UID != p.UID || c.Stale || c.State != pb.StateRunning {
-					continue
+				if c.UID != p.UID || c.Stale || c.State != pb.StateRunning || c.PostStartPending {
+					continue // probes begin once the postStart hook completed
 				}
 				sc, typ := findContainer(spec, c.Name)
 				if sc == nil || (typ == ContainerTypeInit && !isSidecar(sc)) {
@@ -168,7 +168,7 @@ func (pr *Prober) jobs() map[probeKey]probeJob {
 				} else if sb := p.Sandboxes[c.SandboxID]; sb != nil {
 					target.host = sb.IP
 				}
-				started := sc.StartupProbe == nil || (c.Startup != nil && c.Startup.Success)
+				started := p.ContainerStarted(c)
 				for _, kind := range pb.ProbeKinds() {
 					probe := specProbe(sc, kind)
 					if probe == nil {

@@ -38,7 +38,7 @@ var podSpecHandled = sets.New(
 
 var containerHandled = sets.New(
 	"name", "image", "command", "args", "workingDir", "ports", "envFrom", "env", "resources", "resizePolicy",
-	"restartPolicy", "volumeMounts", "livenessProbe", "readinessProbe", "startupProbe", "terminationMessagePath",
+	"restartPolicy", "volumeMounts", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "terminationMessagePath",
 	"terminationMessagePolicy", "imagePullPolicy", "securityContext", "stdin", "stdinOnce", "tty",
 )
 
@@ -65,7 +65,7 @@ var refusalReasons = map[string]string{
 	"runtimeClassName":      "static pods may not reference runtimeclasses",
 	"resources":             "pod-level resources are not supported by ledgerlet; set them per container",
 	"schedulingGroup":       "static pods may not reference scheduling groups",
-	"lifecycle":             "lifecycle hooks are not supported by ledgerlet",
+	"stopSignal":            "not supported by ledgerlet: containers stop with their image's stop signal",
 	"volumeDevices":         "raw block devices are not supported for static pods",
 	"restartPolicyRules":    "container restart rules are not supported by ledgerlet",
 	"windowsOptions":        "not supported on a Linux node",
@@ -119,9 +119,17 @@ func validateRunnable(spec *v1.PodSpec, p *field.Path) field.ErrorList {
 func validateRunnableContainer(c *v1.Container, p *field.Path) field.ErrorList {
 	errs := unsupportedFields(c, p, containerHandled)
 	if lc := c.Lifecycle; lc != nil {
-		// Name the hook itself, not just "lifecycle".
-		for _, h := range setFields(lc) {
-			errs = append(errs, field.Forbidden(p.Child("lifecycle", h), refusalReasons["lifecycle"]))
+		lp := p.Child("lifecycle")
+		errs = append(errs, unsupportedFields(lc, lp, sets.New("postStart", "preStop"))...)
+		hooks := []struct {
+			name string
+			h    *v1.LifecycleHandler
+		}{{"postStart", lc.PostStart}, {"preStop", lc.PreStop}} // in order: the reason is recorded
+		for _, hk := range hooks {
+			if name, h := hk.name, hk.h; h != nil && h.TCPSocket != nil {
+				// Deprecated; the kubelet accepts it and never runs it.
+				errs = append(errs, field.Forbidden(lp.Child(name, "tcpSocket"), "tcpSocket lifecycle handlers are not run; use exec, httpGet or sleep"))
+			}
 		}
 	}
 	if sc := c.SecurityContext; sc != nil {

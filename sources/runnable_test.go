@@ -39,10 +39,8 @@ func TestWhatValidationAcceptsTheRuntimeCanRun(t *testing.T) {
 			"spec.volumes[0].downwardAPI.defaultMode: Invalid value: 4096"},
 		{"projected duplicate path", runnablePod("  volumes: [{name: v, projected: {sources: [{downwardAPI: {items: [{path: nn, fieldRef: {fieldPath: metadata.name}}]}}, {downwardAPI: {items: [{path: nn, fieldRef: {fieldPath: metadata.uid}}]}}]}}]\n", ""),
 			`spec.volumes[0].projected.sources[1].downwardAPI.items[0].path: Duplicate value: "nn"`},
-		{"postStart hook", runnablePod("", "    lifecycle: {postStart: {exec: {command: [x]}}}\n"),
-			"spec.containers[0].lifecycle.postStart: Forbidden: lifecycle hooks are not supported"},
-		{"preStop hook", runnablePod("", "    lifecycle: {preStop: {sleep: {seconds: 5}}}\n"),
-			"spec.containers[0].lifecycle.preStop: Forbidden: lifecycle hooks are not supported"},
+		{"tcpSocket hook", runnablePod("", "    lifecycle: {preStop: {tcpSocket: {port: 80}}}\n"),
+			"spec.containers[0].lifecycle.preStop.tcpSocket: Forbidden: tcpSocket lifecycle handlers are not run"},
 		{"stop signal", runnablePod("", "    lifecycle: {stopSignal: SIGUSR1}\n"),
 			"spec.containers[0].lifecycle.stopSignal: Forbidden"},
 		{"activeDeadlineSeconds", runnablePod("  activeDeadlineSeconds: 60\n", ""),
@@ -114,6 +112,7 @@ func TestWhatTheRuntimeRunsIsAccepted(t *testing.T) {
 		{"scheduling fields mean nothing here", runnablePod("  nodeSelector: {a: b}\n  priorityClassName: system-node-critical\n  priority: 2000001000\n  tolerations: [{operator: Exists}]\n", "")},
 		{"native sidecar", "metadata: {name: p}\nspec:\n  initContainers: [{name: s, image: i, restartPolicy: Always, startupProbe: {tcpSocket: {port: 80}}}]\n  containers: [{name: a, image: i}]\n"},
 		{"runAsNonRoot", runnablePod("  securityContext: {runAsNonRoot: true, runAsUser: 1000, fsGroup: 2000}\n", "")},
+		{"lifecycle hooks", runnablePod("", "    lifecycle: {postStart: {exec: {command: [x]}}, preStop: {sleep: {seconds: 5}}}\n")},
 		{"ephemeral-storage request", runnablePod("", "    resources: {requests: {ephemeral-storage: 1Gi, cpu: 100m}, limits: {memory: 64Mi}}\n")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -288,3 +288,73 @@ spec:
 		t.Fatalf("report %q, want uid 1000 writing files of group 2000", strings.TrimSpace(out))
 	}
 }
+
+// Lifecycle hooks run as planned actions: postStart before the container
+// counts as started (a failing one gets it killed and restarted), preStop
+// before the stop, its time taken out of the grace period.
+func TestLifecycleHooksRunAsPlannedActions(t *testing.T) {
+	a := newAgent(t)
+	out := t.TempDir()
+	a.start()
+	a.writeManifest("hooks.yaml", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: hooks
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 10
+  volumes:
+  - {name: out, hostPath: {path: %s, type: Directory}}
+  containers:
+  - name: main
+    image: localhost/busybox:1.36
+    imagePullPolicy: Never
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    volumeMounts: [{name: out, mountPath: /out}]
+    lifecycle:
+      postStart: {exec: {command: ["sh", "-c", "echo started > /out/poststart"]}}
+      preStop: {exec: {command: ["sh", "-c", "echo stopping > /out/prestop; sleep 2"]}}
+  - name: broken
+    image: localhost/busybox:1.36
+    imagePullPolicy: Never
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    lifecycle:
+      postStart: {exec: {command: ["false"]}}
+`, out))
+	a.waitFor("the failed postStart to get broken killed and restarted", 90*time.Second, func() bool {
+		p := a.pod("hooks")
+		return p != nil && p.Containers[1].RestartCount >= 1
+	})
+	p := a.pod("hooks")
+	if b, err := os.ReadFile(filepath.Join(out, "poststart")); err != nil || strings.TrimSpace(string(b)) != "started" {
+		t.Fatalf("postStart did not run: %q %v", b, err)
+	}
+	if ls := p.Containers[1].LastState; ls == nil || ls.Reason != "FailedPostStartHook" {
+		t.Fatalf("broken's last state %+v, want FailedPostStartHook", ls)
+	}
+	a.removeManifest("hooks.yaml")
+	a.waitFor("the pod to go", 60*time.Second, func() bool { return a.pod("hooks") == nil })
+	if b, err := os.ReadFile(filepath.Join(out, "prestop")); err != nil || strings.TrimSpace(string(b)) != "stopping" {
+		t.Fatalf("preStop did not run: %q %v", b, err)
+	}
+	var hookSeq float64
+	var stopGrace float64 = -1
+	for _, e := range a.events("hooks", "Intent") {
+		d := e["data"].(map[string]any)
+		if d["container"] != "main" {
+			continue
+		}
+		switch d["action"] {
+		case "RunPreStop":
+			hookSeq = e["seq"].(float64)
+		case "StopContainer":
+			if hookSeq > 0 && e["seq"].(float64) > hookSeq {
+				stopGrace = mustFloat(d["gracePeriodSeconds"])
+			}
+		}
+	}
+	if hookSeq == 0 || stopGrace < 2 || stopGrace > 8 {
+		t.Fatalf("RunPreStop at #%v, then a stop with grace %v: want the hook first and its ~2 s out of the 10 s grace", hookSeq, stopGrace)
+	}
+	a.verifyLog()
+}
