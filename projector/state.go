@@ -13,7 +13,10 @@ import (
 // SchemaVersion of the canonical state encoding (snapshots). Bump it when a
 // change to the state types would make an old snapshot fold differently; old
 // snapshots are then ignored and state is rebuilt from the log.
-const SchemaVersion = 2
+//
+// 3: containers carry probe results and hooks; a stop's outcome counts as
+// an exit for the back-off; Init is recorded from the start's spec.
+const SchemaVersion = 3
 
 // State is everything the agent knows, as of event Seq.
 type State struct {
