@@ -129,6 +129,8 @@ func validateRunnableContainer(c *v1.Container, p *field.Path) field.ErrorList {
 			if name, h := hk.name, hk.h; h != nil && h.TCPSocket != nil {
 				// Deprecated; the kubelet accepts it and never runs it.
 				errs = append(errs, field.Forbidden(lp.Child(name, "tcpSocket"), "tcpSocket lifecycle handlers are not run; use exec, httpGet or sleep"))
+			} else if h != nil && h.HTTPGet != nil {
+				errs = append(errs, validateNamedPort(c, h.HTTPGet.Port, lp.Child(name, "httpGet", "port"))...)
 			}
 		}
 	}

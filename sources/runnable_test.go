@@ -39,6 +39,8 @@ func TestWhatValidationAcceptsTheRuntimeCanRun(t *testing.T) {
 			"spec.volumes[0].downwardAPI.defaultMode: Invalid value: 4096"},
 		{"projected duplicate path", runnablePod("  volumes: [{name: v, projected: {sources: [{downwardAPI: {items: [{path: nn, fieldRef: {fieldPath: metadata.name}}]}}, {downwardAPI: {items: [{path: nn, fieldRef: {fieldPath: metadata.uid}}]}}]}}]\n", ""),
 			`spec.volumes[0].projected.sources[1].downwardAPI.items[0].path: Duplicate value: "nn"`},
+		{"undeclared named hook port", runnablePod("", "    lifecycle: {preStop: {httpGet: {port: admin, path: /quit}}}\n"),
+			`spec.containers[0].lifecycle.preStop.httpGet.port: Invalid value: "admin"`},
 		{"tcpSocket hook", runnablePod("", "    lifecycle: {preStop: {tcpSocket: {port: 80}}}\n"),
 			"spec.containers[0].lifecycle.preStop.tcpSocket: Forbidden: tcpSocket lifecycle handlers are not run"},
 		{"stop signal", runnablePod("", "    lifecycle: {stopSignal: SIGUSR1}\n"),
