@@ -152,6 +152,10 @@ func (s *State) apply(e eventlog.Event) bool {
 		}
 		if prev != nil {
 			c.Grace, c.Stale, c.ImageRef = prev.Grace, prev.Stale, prev.ImageRef
+			c.Init = c.Init || prev.Init
+			c.Liveness, c.Readiness, c.Startup, c.KilledFor = prev.Liveness, prev.Readiness, prev.Startup, prev.KilledFor
+			c.PostStartPending, c.PostStartError = prev.PostStartPending, prev.PostStartError
+			c.HasPreStop, c.PreStopDone, c.PreStopSeconds = prev.HasPreStop, prev.PreStopDone, prev.PreStopSeconds
 		}
 		if d.GracePeriodSeconds > 0 {
 			c.Grace = d.GracePeriodSeconds
@@ -159,6 +163,21 @@ func (s *State) apply(e eventlog.Event) bool {
 		p.Containers[d.ContainerId] = c
 		if d.State == pb.StateExited && (prev == nil || prev.State != pb.StateExited) && d.Uid == p.UID {
 			p.noteExit(c, now)
+		}
+	case *pb.ContainerProbed:
+		// Results belong to one instance: a new instance starts unprobed.
+		if p := s.Pods[e.Pod]; p != nil {
+			if c := p.Containers[d.ContainerId]; c != nil {
+				st := &ProbeState{Success: pb.ProbeResult(d.Result) == pb.ProbeSuccess, Output: d.Output, Consecutive: d.Consecutive, At: now}
+				switch pb.ProbeKind(d.Probe) {
+				case pb.ProbeLiveness:
+					c.Liveness = st
+				case pb.ProbeReadiness:
+					c.Readiness = st
+				case pb.ProbeStartup:
+					c.Startup = st
+				}
+			}
 		}
 	case *pb.ContainerGone:
 		if p := s.Pods[e.Pod]; p != nil {
@@ -174,6 +193,12 @@ func (s *State) apply(e eventlog.Event) bool {
 		}
 		if p := s.Pods[e.Pod]; p != nil {
 			in.Generation = p.Generation
+			if pb.Action(d.Action) == pb.ActionStartContainer && d.Uid == p.UID {
+				in.Init = p.isInitContainer(d.Container)
+				if sc := p.specContainer(d.Container); sc != nil && sc.Lifecycle != nil {
+					in.PostStart, in.PreStop = sc.Lifecycle.PostStart != nil, sc.Lifecycle.PreStop != nil
+				}
+			}
 		}
 		s.Pending[e.Seq] = in
 		if d.Uid != "" && (d.RemovePodData || pb.Action(d.Action) == pb.ActionRunSandbox) {
@@ -184,6 +209,10 @@ func (s *State) apply(e eventlog.Event) bool {
 		}
 		if p := s.Pods[e.Pod]; p != nil {
 			p.LastAction = &Action{Seq: e.Seq, Action: pb.Action(d.Action), Container: d.Container, Reason: d.Reason, At: now}
+			if c := p.Containers[d.ContainerId]; c != nil && pb.Action(d.Action) == pb.ActionStopContainer {
+				// The decision says why: a probe's failure, a failed hook, or anything else.
+				c.KilledFor = killReason(d.Reason)
+			}
 		}
 	case *pb.Outcome:
 		if in := s.Pending[d.IntentSeq]; in != nil {

@@ -105,6 +105,14 @@ func TestArbitraryEventsNeverPanic(t *testing.T) {
 			return eventlog.Event{Pod: pick(rt), Data: &pb.Intent{Action: "StartContainer"}}
 		},
 		func(rt *rapid.T) eventlog.Event {
+			return eventlog.Event{Pod: pick(rt), Data: &pb.Intent{Action: "StopContainer", ContainerId: pick(rt), Reason: "liveness probe failed"}}
+		},
+		func(rt *rapid.T) eventlog.Event {
+			kind := rapid.SampledFrom([]string{"liveness", "readiness", "startup", "other"}).Draw(rt, "probe")
+			res := rapid.SampledFrom([]string{"success", "failure"}).Draw(rt, "result")
+			return eventlog.Event{Pod: pick(rt), Data: &pb.ContainerProbed{ContainerId: pick(rt), Probe: kind, Result: res}}
+		},
+		func(rt *rapid.T) eventlog.Event {
 			return eventlog.Event{Pod: pick(rt), Data: &pb.MirrorGone{MirrorUid: pick(rt)}}
 		},
 		func(rt *rapid.T) eventlog.Event { return eventlog.Event{Data: &pb.AgentStopped{}} },

@@ -229,25 +229,13 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 	if g := spec.Spec.TerminationGracePeriodSeconds; g != nil {
 		grace = *g
 	}
-	for i := range spec.Spec.InitContainers {
-		c := &spec.Spec.InitContainers[i]
-		cur := p.latest(c.Name, sb.ID)
-		switch {
-		case cur == nil:
-			return p.start(c, sb, true, grace, now, "init container not run")
-		case cur.State == pb.StateCreated:
-			return p.removeUnstarted(cur, now)
-		case cur.State == pb.StateRunning || cur.State == pb.StateUnknown:
-			return nil, 0 // wait for it to finish
-		case cur.ExitCode == 0:
-			continue
-		case policy == corev1.RestartPolicyNever:
-			return nil, 0 // the pod has failed
-		default:
-			return p.restart(c, sb, cur, true, grace, now, "init container failed")
-		}
+	if in, wake := p.planPostStart(grace, now); in != nil || wake != 0 {
+		return in, wake
 	}
-	var wake int64
+	in, wake, blocked := p.planInit(spec, sb, grace, now)
+	if in != nil || blocked {
+		return in, wake
+	}
 	for i := range spec.Spec.Containers {
 		c := &spec.Spec.Containers[i]
 		cur := p.latest(c.Name, sb.ID)
@@ -263,6 +251,12 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 			return p.removeUnstarted(cur, now)
 		}
 		if cur.State != pb.StateExited {
+			if in, w := p.probeKill(c, cur, grace, now); in != nil || w != 0 {
+				if in != nil {
+					return in, 0
+				}
+				wake = minWake(wake, w)
+			}
 			continue
 		}
 		restart := policy == corev1.RestartPolicyAlways || policy == "" ||
@@ -276,17 +270,219 @@ func (p *Pod) plan(now int64) (*pb.Intent, int64) {
 		}
 		wake = minWake(wake, w)
 	}
-	// Keep one dead instance per container name (for logs and last state),
-	// like the kubelet; remove older ones.
+	// Keep one dead instance per container name (for logs --previous and
+	// the last state), like the kubelet's garbage collector: an exited
+	// instance goes once a newer one has exited too.
 	for _, c := range sortedContainers(p) {
 		if c.State == pb.StateExited && c.UID == p.UID {
-			if latest := p.latest(c.Name, ""); latest != nil && latest.ID != c.ID && latest.Attempt > c.Attempt {
+			if dead := p.latestExited(c.Name); dead != nil && dead.ID != c.ID && dead.Attempt > c.Attempt {
 				return p.retryable(&pb.Intent{Action: string(pb.ActionRemoveContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
 					Reason: "superseded by a newer attempt"}, now)
 			}
 		}
 	}
 	return nil, wake
+}
+
+// planInit decides the init containers' next action, as the kubelet's
+// computeInitContainerActions: regular init containers run in order to
+// completion; a native sidecar (restartPolicy Always) is started, and the
+// next one follows once it is started (running, its startup probe passed);
+// a sidecar that exits is restarted under the back-off whatever the pod's
+// restart policy. Once the app containers started (the pod is initialized)
+// regular init containers are done and a sidecar's restart no longer holds
+// the app containers back. When the pod is finished — its app containers
+// exited for good, or an init container failed under restartPolicy Never —
+// the sidecars are stopped, the last started first. blocked: the app
+// containers must wait.
+func (p *Pod) planInit(spec *corev1.Pod, sb *Sandbox, grace, now int64) (in *pb.Intent, wake int64, blocked bool) {
+	policy := spec.Spec.RestartPolicy
+	initialized := false
+	for i := range spec.Spec.Containers {
+		initialized = initialized || p.latest(spec.Spec.Containers[i].Name, sb.ID) != nil
+	}
+	if initialized && p.appsFinished(spec, sb) {
+		in, wake := p.stopSidecars(spec, sb, grace, now, "the pod's containers completed")
+		return in, wake, true
+	}
+	for i := range spec.Spec.InitContainers {
+		c := &spec.Spec.InitContainers[i]
+		cur := p.latest(c.Name, sb.ID)
+		if isSidecar(c) {
+			in, w, started := p.planSidecar(c, sb, cur, grace, now)
+			if in != nil {
+				return in, 0, true
+			}
+			wake = minWake(wake, w)
+			if !started && !initialized {
+				return nil, wake, true // the next init container waits for this one
+			}
+			continue
+		}
+		if initialized {
+			continue // regular init containers ran before the app containers
+		}
+		switch {
+		case cur == nil:
+			in, w := p.start(c, sb, true, grace, now, "init container not run")
+			return in, minWake(wake, w), true
+		case cur.State == pb.StateCreated:
+			in, w := p.removeUnstarted(cur, now)
+			return in, minWake(wake, w), true
+		case cur.State == pb.StateRunning || cur.State == pb.StateUnknown:
+			return nil, wake, true // wait for it to finish
+		case cur.ExitCode == 0:
+			continue
+		case policy == corev1.RestartPolicyNever:
+			// The pod has failed: only its sidecars still have to stop.
+			in, w := p.stopSidecars(spec, sb, grace, now, "an init container failed")
+			return in, w, true
+		default:
+			in, w := p.restart(c, sb, cur, true, grace, now, "init container failed")
+			return in, minWake(wake, w), true
+		}
+	}
+	return nil, wake, false
+}
+
+// planSidecar decides a native sidecar's next action; started: it runs and
+// its startup probe (if any) passed, so the init sequence may go on.
+func (p *Pod) planSidecar(c *corev1.Container, sb *Sandbox, cur *Container, grace, now int64) (*pb.Intent, int64, bool) {
+	switch {
+	case cur == nil:
+		in, w := p.start(c, sb, true, grace, now, "sidecar not started")
+		return in, w, false
+	case cur.State == pb.StateCreated:
+		in, w := p.removeUnstarted(cur, now)
+		return in, w, false
+	case cur.State == pb.StateRunning:
+		in, w := p.probeKill(c, cur, grace, now)
+		return in, w, in == nil && p.ContainerStarted(cur)
+	case cur.State == pb.StateExited:
+		in, w := p.restart(c, sb, cur, true, grace, now, "sidecar exited")
+		return in, w, false
+	}
+	return nil, 0, false // unknown: wait for the runtime to say
+}
+
+// appsFinished: every app container ran in this sandbox and exited for good
+// under the pod's restart policy.
+func (p *Pod) appsFinished(spec *corev1.Pod, sb *Sandbox) bool {
+	for i := range spec.Spec.Containers {
+		cur := p.latest(spec.Spec.Containers[i].Name, sb.ID)
+		if cur == nil || cur.State != pb.StateExited || restarts(spec.Spec.RestartPolicy, cur.ExitCode) {
+			return false
+		}
+	}
+	return true
+}
+
+// stopSidecars stops the running sidecars, the last one started first (the
+// reverse of their order in the spec), as the kubelet does when a pod ends.
+func (p *Pod) stopSidecars(spec *corev1.Pod, sb *Sandbox, grace, now int64, why string) (*pb.Intent, int64) {
+	for i := len(spec.Spec.InitContainers) - 1; i >= 0; i-- {
+		c := &spec.Spec.InitContainers[i]
+		if !isSidecar(c) {
+			continue
+		}
+		if cur := p.latest(c.Name, sb.ID); cur != nil && cur.State == pb.StateRunning {
+			return p.retryable(stopContainer(cur, grace, "sidecar stopped: "+why), now)
+		}
+	}
+	return nil, 0
+}
+
+// isSidecar: an init container with restartPolicy Always (a native sidecar).
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// Reasons of the stops the planner decides when a probe fails, in the
+// kubelet's words ("Liveness probe failed: …" is its event message).
+const (
+	reasonLivenessFailed = "liveness probe failed"
+	reasonStartupFailed  = "startup probe failed"
+)
+
+// reasonFailedPostStart is the reason of the stop of a container whose
+// postStart hook failed (the kubelet's kill message).
+const reasonFailedPostStart = "FailedPostStartHook"
+
+// killReason is what the view shows for an instance stopped for reason:
+// the kubelet's kill reason for a failed probe or hook, else "".
+func killReason(reason string) string {
+	switch reason {
+	case reasonLivenessFailed:
+		return ReasonLivenessProbe
+	case reasonStartupFailed:
+		return ReasonStartupProbe
+	case reasonFailedPostStart:
+		return ReasonFailedPostStartHook
+	}
+	return ""
+}
+
+// minGraceAfterPreStop: after a preStop hook the container still gets this
+// many seconds before SIGKILL (the kubelet's minimumGracePeriodInSeconds).
+const minGraceAfterPreStop = 2
+
+// stopContainer plans the stop of a running container as the kubelet's
+// killContainer: its preStop hook first (RunPreStop) when it has one not yet
+// run and there is grace to run it in, then StopContainer with what the hook
+// left of the grace period. Both carry the same reason.
+func stopContainer(c *Container, grace int64, reason string) *pb.Intent {
+	in := &pb.Intent{Action: string(pb.ActionStopContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+		SandboxId: c.SandboxID, GracePeriodSeconds: grace, Reason: reason}
+	switch {
+	case c.HasPreStop && !c.PreStopDone && grace > 0:
+		in.Action = string(pb.ActionRunPreStop)
+	case c.PreStopDone:
+		in.GracePeriodSeconds = max(grace-c.PreStopSeconds, minGraceAfterPreStop)
+	}
+	return in
+}
+
+// planPostStart runs a started container's postStart hook before anything
+// else happens in the pod (the kubelet runs it inside the start, so the next
+// container waits for it), and stops a container whose hook failed.
+func (p *Pod) planPostStart(grace, now int64) (*pb.Intent, int64) {
+	for _, c := range sortedContainers(p) {
+		if c.UID != p.UID || c.Stale || c.State != pb.StateRunning {
+			continue
+		}
+		switch {
+		case c.PostStartPending:
+			return &pb.Intent{Action: string(pb.ActionRunPostStart), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
+				SandboxId: c.SandboxID, Reason: "container started"}, 0
+		case c.PostStartError != "":
+			return p.retryable(stopContainer(c, grace, reasonFailedPostStart), now)
+		}
+	}
+	return nil, 0
+}
+
+// probeKill stops a running container whose liveness or startup probe
+// failed, as the kubelet's computePodActions does; the restart policy and
+// back-off then decide when it runs again. The grace is the probe's
+// terminationGracePeriodSeconds when set, else the pod's.
+func (p *Pod) probeKill(c *corev1.Container, cur *Container, grace, now int64) (*pb.Intent, int64) {
+	if cur.State != pb.StateRunning {
+		return nil, 0
+	}
+	var probe *corev1.Probe
+	var reason string
+	switch {
+	case c.LivenessProbe != nil && cur.Liveness != nil && !cur.Liveness.Success:
+		probe, reason = c.LivenessProbe, reasonLivenessFailed
+	case c.StartupProbe != nil && cur.Startup != nil && !cur.Startup.Success:
+		probe, reason = c.StartupProbe, reasonStartupFailed
+	default:
+		return nil, 0
+	}
+	if g := probe.TerminationGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	return p.retryable(stopContainer(cur, grace, reason), now)
 }
 
 // removeUnstarted clears a container that was created but never started:
@@ -319,10 +515,11 @@ func minWake(a, b int64) int64 {
 func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 	step := func(in *pb.Intent) (*pb.Intent, int64) { return p.retryable(in, now) }
 	cs := sortedContainers(p)
-	for _, c := range cs {
+	// App containers stop before the init containers still running (native
+	// sidecars), and sidecars in the reverse of the order they started.
+	for _, c := range stopOrder(cs) {
 		if !c.keptBy(keep) && c.State != pb.StateExited {
-			return step(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
-				SandboxId: c.SandboxID, GracePeriodSeconds: c.graceOr(30), Reason: teardownReason(keep)})
+			return step(stopContainer(c, c.graceOr(30), teardownReason(keep)))
 		}
 	}
 	sbs := sortedSandboxes(p)
@@ -332,8 +529,7 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 		if sb.keptBy(keep) && sb.State != pb.StateReady {
 			for _, c := range cs {
 				if c.SandboxID == sb.ID && c.State != pb.StateExited {
-					return step(&pb.Intent{Action: string(pb.ActionStopContainer), Uid: c.UID, Container: c.Name, ContainerId: c.ID,
-						SandboxId: sb.ID, GracePeriodSeconds: c.graceOr(30), Reason: "sandbox not ready"})
+					return step(stopContainer(c, c.graceOr(30), "sandbox not ready"))
 				}
 			}
 		}
@@ -358,6 +554,22 @@ func (p *Pod) teardown(keep string, now int64) (*pb.Intent, int64) {
 		}
 	}
 	return nil, 0
+}
+
+// stopOrder orders containers for stopping a pod: app containers by ID,
+// then init containers, the most recently started first.
+func stopOrder(cs []*Container) []*Container {
+	out := make([]*Container, 0, len(cs))
+	var inits []*Container
+	for _, c := range cs {
+		if c.Init {
+			inits = append(inits, c)
+		} else {
+			out = append(out, c)
+		}
+	}
+	sort.SliceStable(inits, func(i, j int) bool { return inits[i].StartedAt > inits[j].StartedAt })
+	return append(out, inits...)
 }
 
 // onlySandboxOf: no other sandbox of sb's UID is known.
@@ -428,6 +640,17 @@ func (p *Pod) latest(name, sandboxID string) *Container {
 			continue
 		}
 		if best == nil || c.Attempt > best.Attempt {
+			best = c
+		}
+	}
+	return best
+}
+
+// latestExited is the newest exited instance of a container of the current UID.
+func (p *Pod) latestExited(name string) *Container {
+	var best *Container
+	for _, c := range sortedContainers(p) {
+		if c.UID == p.UID && c.Name == name && c.State == pb.StateExited && (best == nil || c.Attempt > best.Attempt) {
 			best = c
 		}
 	}
@@ -509,6 +732,27 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	if p == nil {
 		return
 	}
+	switch in.Action {
+	case pb.ActionRunPostStart, pb.ActionRunPreStop:
+		// A hook runs once per instance, whatever its outcome: a failed
+		// preStop does not hold the stop back (as the kubelet), a failed
+		// postStart stops the instance, and one an agent crash cut short is
+		// not run again (its effect is unknown; running it twice could harm).
+		if c := p.Containers[in.ContainerID]; c != nil {
+			if in.Action == pb.ActionRunPreStop {
+				c.PreStopDone, c.PreStopSeconds = true, (now-in.At)/int64(time.Second)
+			} else {
+				c.PostStartPending = false
+				if !d.Ok && d.Reason != pb.ReasonReconciled {
+					c.PostStartError = d.Error
+					if c.PostStartError == "" {
+						c.PostStartError = d.Reason
+					}
+				}
+			}
+		}
+		return
+	}
 	if d.Reason == pb.ReasonReconciled {
 		// The relist already told the truth. A start cut short by the
 		// agent's own death is remembered, so its failure is not the
@@ -575,12 +819,18 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		}
 		p.Containers[d.ContainerId] = &Container{ID: d.ContainerId, UID: in.UID, SandboxID: in.SandboxID, Name: in.Container,
 			Attempt: in.Attempt, State: pb.StateRunning, StartedAt: now, Grace: in.Grace, Stale: in.Generation != p.Generation,
-			ImageRef: d.ImageRef}
+			ImageRef: d.ImageRef, Init: in.Init, PostStartPending: in.PostStart, HasPreStop: in.PreStop}
 	case pb.ActionStopContainer:
 		if c := p.Containers[in.ContainerID]; c != nil && c.State != pb.StateExited {
 			c.State, c.FinishedAt = pb.StateExited, now
 			if c.Reason == "" {
 				c.Reason = "Killed"
+			}
+			// An exit is an exit, whichever of the outcome and the relist
+			// tells it first: a container stopped for a failed probe backs
+			// off like one that crashed (CrashLoopBackOff counts it).
+			if c.UID == p.UID {
+				p.noteExit(c, now)
 			}
 		}
 	case pb.ActionRemoveContainer:

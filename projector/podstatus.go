@@ -239,10 +239,6 @@ func (b *statusBuilder) restarts(c *corev1.Container, init bool, exitCode int32)
 	return restarts(b.spec.RestartPolicy, exitCode)
 }
 
-func isSidecar(c *corev1.Container) bool {
-	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
-}
-
 func terminated(c *Container) *corev1.ContainerStateTerminated {
 	reason := c.Reason
 	if reason == "" {

@@ -13,7 +13,10 @@ import (
 // SchemaVersion of the canonical state encoding (snapshots). Bump it when a
 // change to the state types would make an old snapshot fold differently; old
 // snapshots are then ignored and state is rebuilt from the log.
-const SchemaVersion = 2
+//
+// 3: containers carry probe results and hooks; a stop's outcome counts as
+// an exit for the back-off; Init is recorded from the start's spec.
+const SchemaVersion = 3
 
 // State is everything the agent knows, as of event Seq.
 type State struct {
@@ -208,6 +211,53 @@ type Container struct {
 	Stale bool  `json:"stale,omitempty"` // see Sandbox.Stale
 	// ImageRef is the image the runtime resolved when it started the container.
 	ImageRef string `json:"imageRef,omitempty"`
+
+	// Probe results of this instance (ContainerProbed), each the last
+	// thresholded result; nil: none crossed its threshold yet (for liveness
+	// that means healthy, for startup not started, for readiness not ready).
+	// Whether the container is started and ready also depends on which
+	// probes its spec has: see Pod.ContainerStarted and Pod.ContainerReady.
+	Liveness  *ProbeState `json:"liveness,omitempty"`
+	Readiness *ProbeState `json:"readiness,omitempty"`
+	Startup   *ProbeState `json:"startup,omitempty"`
+	// KilledFor is why the planner stopped this instance when the view
+	// shows it instead of the runtime's reason (ReasonLivenessProbe,
+	// ReasonStartupProbe, ReasonFailedPostStartHook), set when the stop's
+	// intent is recorded.
+	KilledFor string `json:"killedFor,omitempty"`
+
+	// Lifecycle hooks of this instance, from the spec it was started from.
+	// PostStartPending: its postStart hook has yet to run (the container is
+	// not started until it has); PostStartError: the hook failed, and the
+	// planner stops the instance. HasPreStop: a preStop hook runs before it
+	// is stopped; PreStopDone once it ran, taking PreStopSeconds of the grace.
+	PostStartPending bool   `json:"postStartPending,omitempty"`
+	PostStartError   string `json:"postStartError,omitempty"`
+	HasPreStop       bool   `json:"hasPreStop,omitempty"`
+	PreStopDone      bool   `json:"preStopDone,omitempty"`
+	PreStopSeconds   int64  `json:"preStopSeconds,omitempty"`
+}
+
+// ProbeState is a probe's last thresholded result for one container instance.
+type ProbeState struct {
+	Success bool `json:"success"`
+	// Output says why it failed (the command's output, the HTTP status…).
+	Output      string `json:"output,omitempty"`
+	Consecutive uint32 `json:"consecutive,omitempty"`
+	At          int64  `json:"at"` // when it was recorded (unix ns)
+}
+
+// Probe returns the container's recorded result for kind (nil if none).
+func (c *Container) Probe(kind pb.ProbeKind) *ProbeState {
+	switch kind {
+	case pb.ProbeLiveness:
+		return c.Liveness
+	case pb.ProbeReadiness:
+		return c.Readiness
+	case pb.ProbeStartup:
+		return c.Startup
+	}
+	return nil
 }
 
 // Mirror is the mirror pod in the apiserver, as last observed.
@@ -252,6 +302,9 @@ type PendingIntent struct {
 	StatusHash  string    `json:"statusHash,omitempty"`
 	// RemovePodData: a RemoveSandbox that takes the pod's data with it.
 	RemovePodData bool `json:"removePodData,omitempty"`
+	// StartContainer: the spec it starts has a postStart / preStop hook.
+	PostStart bool `json:"postStart,omitempty"`
+	PreStop   bool `json:"preStop,omitempty"`
 }
 
 // New returns the state before any event.

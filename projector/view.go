@@ -24,6 +24,7 @@ type PodView struct {
 	Ready      string          `json:"ready"`  // "1/2"
 	Restarts   uint32          `json:"restarts"`
 	IP         string          `json:"ip,omitempty"`
+	QOSClass   string          `json:"qosClass,omitempty"` // Guaranteed, Burstable, BestEffort
 	CreatedAt  int64           `json:"createdAt"`
 	Removed    bool            `json:"removed,omitempty"`
 	Rejection  string          `json:"rejection,omitempty"`
@@ -52,6 +53,10 @@ type ContainerView struct {
 	ExitCode     int32  `json:"exitCode"`
 	Reason       string `json:"reason"`
 	StartedAt    int64  `json:"startedAt,omitempty"`
+	// Ready: running, started, and its readiness probe (if any) succeeded.
+	Ready bool `json:"ready"`
+	// Message says more about the state: why a probe fails, why it was killed.
+	Message string `json:"message,omitempty"`
 	// LastState is how the previous instance ended (kubectl's lastState.terminated).
 	LastState *Terminated `json:"lastState,omitempty"`
 }
@@ -61,7 +66,100 @@ type Terminated struct {
 	ContainerID string `json:"containerID"`
 	ExitCode    int32  `json:"exitCode"`
 	Reason      string `json:"reason"`
+	Message     string `json:"message,omitempty"`
 	FinishedAt  int64  `json:"finishedAt,omitempty"`
+}
+
+// Reasons the view gives an instance the agent stopped because a probe or
+// its postStart hook failed (the kubelet's kill reasons), instead of the
+// runtime's "Error".
+const (
+	ReasonLivenessProbe       = "LivenessProbe"
+	ReasonStartupProbe        = "StartupProbe"
+	ReasonFailedPostStartHook = "FailedPostStartHook"
+)
+
+// exitReason is how an exited instance's end is shown: the runtime's reason,
+// unless the planner stopped it for a failed probe or hook.
+func exitReason(c *Container) (reason, message string) {
+	switch c.KilledFor {
+	case ReasonLivenessProbe:
+		return ReasonLivenessProbe, probeMessage(pb.ProbeLiveness, c.Liveness)
+	case ReasonStartupProbe:
+		return ReasonStartupProbe, probeMessage(pb.ProbeStartup, c.Startup)
+	case ReasonFailedPostStartHook:
+		return ReasonFailedPostStartHook, "postStart hook failed: " + c.PostStartError
+	}
+	return c.Reason, ""
+}
+
+func probeMessage(kind pb.ProbeKind, st *ProbeState) string {
+	msg := string(kind) + " probe failed"
+	if st != nil && st.Output != "" {
+		msg += ": " + st.Output
+	}
+	return msg
+}
+
+// specContainer finds a container (init or app) of the pod's spec by name.
+func (p *Pod) specContainer(name string) *corev1.Container {
+	spec := p.decoded
+	if spec == nil {
+		return nil
+	}
+	for i := range spec.Spec.InitContainers {
+		if spec.Spec.InitContainers[i].Name == name {
+			return &spec.Spec.InitContainers[i]
+		}
+	}
+	for i := range spec.Spec.Containers {
+		if spec.Spec.Containers[i].Name == name {
+			return &spec.Spec.Containers[i]
+		}
+	}
+	return nil
+}
+
+// isInitContainer: the pod's spec names an init container of that name.
+func (p *Pod) isInitContainer(name string) bool {
+	if p.decoded == nil {
+		return false
+	}
+	for i := range p.decoded.Spec.InitContainers {
+		if p.decoded.Spec.InitContainers[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ContainerStarted is the kubelet's containerStatus.started: the instance
+// runs, its postStart hook (if any) completed and, if its spec has a startup
+// probe, that probe succeeded. A
+// container the spec does not name (an orphan, another version) counts as
+// having no probes.
+func (p *Pod) ContainerStarted(c *Container) bool {
+	if c.State != pb.StateRunning || c.PostStartPending || c.PostStartError != "" {
+		return false
+	}
+	if sc := p.specContainer(c.Name); sc != nil && sc.StartupProbe != nil && c.UID == p.UID && !c.Stale {
+		return c.Startup != nil && c.Startup.Success
+	}
+	return true
+}
+
+// ContainerReady is the kubelet's containerStatus.ready for a running
+// container: started and, if its spec has a readiness probe, that probe's
+// last result is a success. A probe not yet through its threshold is not
+// ready, as with the kubelet (readiness starts at false).
+func (p *Pod) ContainerReady(c *Container) bool {
+	if !p.ContainerStarted(c) {
+		return false
+	}
+	if sc := p.specContainer(c.Name); sc != nil && sc.ReadinessProbe != nil && c.UID == p.UID && !c.Stale {
+		return c.Readiness != nil && c.Readiness.Success
+	}
+	return true
 }
 
 // Views renders every pod as of the last event, ordered by namespace/name.
@@ -152,17 +250,19 @@ func (p *Pod) View(now int64) PodView {
 		}
 	}
 	type slot struct {
-		name string
-		init bool
+		name    string
+		init    bool
+		sidecar bool // a native sidecar: restarts always, counts in READY
 	}
 	var slots []slot
 	restartPolicy := corev1.RestartPolicyAlways
 	if spec := p.DecodeSpec(); spec != nil {
+		v.QOSClass = string(QOSClass(&spec.Spec))
 		for _, c := range spec.Spec.InitContainers {
-			slots = append(slots, slot{c.Name, true})
+			slots = append(slots, slot{c.Name, true, isSidecar(&c)})
 		}
 		for _, c := range spec.Spec.Containers {
-			slots = append(slots, slot{c.Name, false})
+			slots = append(slots, slot{c.Name, false, false})
 		}
 		if spec.Spec.RestartPolicy != "" {
 			restartPolicy = spec.Spec.RestartPolicy
@@ -173,16 +273,17 @@ func (p *Pod) View(now int64) PodView {
 		for _, c := range sortedContainers(p) {
 			if !seen[c.Name] {
 				seen[c.Name] = true
-				slots = append(slots, slot{c.Name, c.Init})
+				slots = append(slots, slot{c.Name, c.Init, false})
 			}
 		}
 	}
 	latest, previous := p.latestByName()
-	ready, apps, running, exitedOK, exitedFail := 0, 0, 0, 0, 0
+	ready, apps, sidecars, running, exitedOK, exitedFail := 0, 0, 0, 0, 0, 0
 	for _, sl := range slots {
 		cv := ContainerView{Name: sl.name, Init: sl.init, State: "waiting"}
 		if c := previous[sl.name]; c != nil && c.State == pb.StateExited {
-			cv.LastState = &Terminated{ContainerID: c.ID, ExitCode: c.ExitCode, Reason: c.Reason, FinishedAt: c.FinishedAt}
+			reason, msg := exitReason(c)
+			cv.LastState = &Terminated{ContainerID: c.ID, ExitCode: c.ExitCode, Reason: reason, Message: msg, FinishedAt: c.FinishedAt}
 		}
 		if c := latest[sl.name]; c != nil {
 			cv.ContainerID = c.ID
@@ -193,8 +294,11 @@ func (p *Pod) View(now int64) PodView {
 			switch c.State {
 			case pb.StateRunning:
 				cv.State = pb.StateRunning
+				cv.Ready = p.ContainerReady(c)
+				cv.Message = probeWhy(p, c)
 			case pb.StateExited:
 				cv.State = pb.StateExited
+				cv.Reason, cv.Message = exitReason(c)
 			}
 		}
 		if f := p.Failures[sl.name]; f != nil && cv.State != "running" {
@@ -203,9 +307,17 @@ func (p *Pod) View(now int64) PodView {
 			if f.Count > 1 && now < f.NextTry && (f.Reason == "ErrImagePull" || f.Reason == "ErrImageNeverPull") {
 				cv.Reason = "ImagePullBackOff"
 			}
-		} else if b := p.Backoff[sl.name]; b != nil && cv.State == "exited" && now < b.NextStart && restarts(restartPolicy, cv.ExitCode) {
+		} else if b := p.Backoff[sl.name]; b != nil && cv.State == "exited" && now < b.NextStart && (sl.sidecar || restarts(restartPolicy, cv.ExitCode)) {
 			cv.State = "waiting"
 			cv.Reason = "CrashLoopBackOff"
+		}
+		if sl.sidecar {
+			// As kubectl: a sidecar counts in READY and RESTARTS, not in the phase.
+			sidecars++
+			v.Restarts += cv.RestartCount
+			if cv.Ready {
+				ready++
+			}
 		}
 		if !sl.init {
 			apps++
@@ -213,7 +325,9 @@ func (p *Pod) View(now int64) PodView {
 			switch cv.State {
 			case "running":
 				running++
-				ready++
+				if cv.Ready {
+					ready++
+				}
 			case "exited", "waiting":
 				if cv.ContainerID == "" {
 					break
@@ -227,7 +341,7 @@ func (p *Pod) View(now int64) PodView {
 		}
 		v.Containers = append(v.Containers, cv)
 	}
-	v.Ready = strconv.Itoa(ready) + "/" + strconv.Itoa(apps)
+	v.Ready = strconv.Itoa(ready) + "/" + strconv.Itoa(apps+sidecars)
 	switch {
 	case apps > 0 && running == apps:
 		v.Phase = "Running"
@@ -254,6 +368,19 @@ func (p *Pod) View(now int64) PodView {
 		v.Status = "Terminating"
 	}
 	return v
+}
+
+// probeWhy says why a running container is not (yet) started or ready.
+func probeWhy(p *Pod, c *Container) string {
+	switch {
+	case !p.ContainerStarted(c) && c.Startup != nil && !c.Startup.Success:
+		return probeMessage(pb.ProbeStartup, c.Startup)
+	case c.Liveness != nil && !c.Liveness.Success:
+		return probeMessage(pb.ProbeLiveness, c.Liveness)
+	case !p.ContainerReady(c) && c.Readiness != nil && !c.Readiness.Success:
+		return probeMessage(pb.ProbeReadiness, c.Readiness)
+	}
+	return ""
 }
 
 // latestByName picks, per container name, the newest and the one before it

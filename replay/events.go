@@ -147,6 +147,15 @@ func Summary(e eventlog.Event) string {
 		return s
 	case *pb.ContainerGone:
 		return fmt.Sprintf("container %s %s gone", d.Container, short(d.ContainerId))
+	case *pb.ContainerProbed:
+		s := fmt.Sprintf("%s probe of %s %s: %s", d.Probe, d.Container, short(d.ContainerId), d.Result)
+		if d.Consecutive > 1 {
+			s += fmt.Sprintf(" (%d in a row)", d.Consecutive)
+		}
+		if d.Output != "" {
+			s += ": " + oneLine(d.Output)
+		}
+		return s
 	case *pb.Intent:
 		s := "intent " + d.Action
 		if d.Container != "" {
@@ -182,6 +191,15 @@ func Summary(e eventlog.Event) string {
 		return fmt.Sprintf("cgroup or data of removed pod uid %s found on the node", d.Uid)
 	}
 	return e.Type()
+}
+
+// oneLine keeps a probe's output on the summary's line.
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i] + " …"
+	}
+	return s
 }
 
 func short(id string) string {

@@ -99,6 +99,8 @@ func (r *Runtime) createContainer(ctx context.Context, pod *corev1.Pod, c *corev
 		},
 	}
 
+	cfg.Linux.Resources.OomScoreAdj = oomScoreAdj(pod, c, nodeMemoryCapacity())
+
 	cctx, cancel := r.callCtx(ctx)
 	defer cancel()
 	resp, err := r.rs.CreateContainer(cctx, &criv1.CreateContainerRequest{
@@ -191,6 +193,7 @@ func linuxResources(c *corev1.Container) *criv1.LinuxContainerResources {
 // repeats the sandbox's namespace choices (the runtime applies pid/ipc per container).
 func containerSecurityContext(pod *corev1.Pod, c *corev1.Container) *criv1.LinuxContainerSecurityContext {
 	sc := &criv1.LinuxContainerSecurityContext{NamespaceOptions: namespaceOptions(pod)}
+	containerSecurityProfiles(pod, c, sc)
 	if psc := pod.Spec.SecurityContext; psc != nil {
 		if psc.RunAsUser != nil {
 			sc.RunAsUser = &criv1.Int64Value{Value: *psc.RunAsUser}

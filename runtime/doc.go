@@ -14,7 +14,13 @@
 // (the pod's cgroup parent), image.go (pull policy), container.go (container
 // lifecycle), env.go and volumes.go (what a container is given), execute.go
 // (an intent to CRI calls), observe.go (CRI list and status calls), relist.go
-// (the Observer actor: relist, record only changes, adopt on start).
+// (the Observer actor: relist, record only changes, adopt on start), exec.go
+// (ExecSync), probe.go (one probe attempt: exec, httpGet, tcpSocket, grpc),
+// prober.go (the Prober actor: a worker per container probe, appending
+// result transitions only), hooks.go (postStart and preStop), downward.go
+// and tmpfs.go (downward API and Memory emptyDir volumes), security.go
+// (security profiles, runAsNonRoot, fsGroup) and resources.go (OOM score
+// by QoS).
 //
 // Everything it creates is labelled and annotated as the kubelet does, so
 // crictl and other kubelet-era tools read ledgerlet's pods naturally, and

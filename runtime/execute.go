@@ -62,6 +62,10 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent) (
 			return out, err
 		}
 		out.ImageRef = ref
+		if err := r.checkRunAsNonRoot(ctx, pod, c, ref); err != nil {
+			out.Reason = string(ErrCreateContainerConfig)
+			return out, err
+		}
 		id, err := r.CreateContainer(ctx, pod, c, in.SandboxId, ContainerOptions{
 			RestartCount: int(in.Attempt), ImageRef: ref, Type: typ,
 			Fields: FieldValues{NodeName: pod.Spec.NodeName, HostIP: r.cfg.HostIP},
@@ -112,6 +116,24 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent) (
 
 	case pb.ActionCleanupPod:
 		return out, r.removePodLeftovers(in.Uid)
+
+	case pb.ActionRunPostStart:
+		if pod == nil {
+			out.Reason = ReasonFailedPostStartHook
+			return out, fmt.Errorf("postStart hook: no spec for uid %s", in.Uid)
+		}
+		if err := r.runPostStart(ctx, pod, in); err != nil {
+			out.Reason = ReasonFailedPostStartHook
+			return out, err
+		}
+		return out, nil
+
+	case pb.ActionRunPreStop:
+		if err := r.runPreStop(ctx, in); err != nil {
+			out.Reason = ReasonFailedPreStopHook
+			return out, err
+		}
+		return out, nil
 	}
 	return out, fmt.Errorf("unknown action %q", in.Action)
 }

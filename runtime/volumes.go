@@ -33,6 +33,9 @@ func (r *Runtime) RemovePodData(uid string) error {
 	if err != nil {
 		return fmt.Errorf("remove data of pod %q: %w", uid, err)
 	}
+	if err := unmountEmptyDirs(dir); err != nil {
+		return fmt.Errorf("remove data of pod %s: %w", uid, err)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove data of pod %s: %w", uid, err)
 	}
@@ -92,8 +95,9 @@ func (r *Runtime) containerMounts(pod *corev1.Pod, c *corev1.Container, restartC
 		mounts = append(mounts, &criv1.Mount{
 			ContainerPath: vm.MountPath,
 			HostPath:      hostPath,
-			Readonly:      vm.ReadOnly,
-			Propagation:   propagation(vm.MountPropagation),
+			// As the kubelet: downward API and projected volumes are read-only.
+			Readonly:    vm.ReadOnly || v.DownwardAPI != nil || v.Projected != nil,
+			Propagation: propagation(vm.MountPropagation),
 		})
 	}
 
@@ -124,8 +128,8 @@ func (r *Runtime) containerMounts(pod *corev1.Pod, c *corev1.Container, restartC
 func (r *Runtime) volumeHostPath(pod *corev1.Pod, v *corev1.Volume) (string, error) {
 	switch {
 	case v.EmptyDir != nil:
-		if v.EmptyDir.Medium == corev1.StorageMediumMemory {
-			return "", errors.New("emptyDir medium Memory is not supported")
+		if m := v.EmptyDir.Medium; m != corev1.StorageMediumDefault && m != corev1.StorageMediumMemory {
+			return "", fmt.Errorf("emptyDir medium %q is not supported", m)
 		}
 		p, err := r.EmptyDirPath(string(pod.UID), v.Name)
 		if err != nil {
@@ -134,32 +138,48 @@ func (r *Runtime) volumeHostPath(pod *corev1.Pod, v *corev1.Volume) (string, err
 		if err := os.MkdirAll(p, 0o777); err != nil {
 			return "", fmt.Errorf("create emptyDir: %w", err)
 		}
+		if v.EmptyDir.Medium == corev1.StorageMediumMemory {
+			if err := mountTmpfs(p, emptyDirSizeLimit(v.EmptyDir)); err != nil {
+				return "", fmt.Errorf("create emptyDir: %w", err)
+			}
+		}
 		// World-writable like the kubelet's, so non-root containers can use it.
 		if err := os.Chmod(p, 0o777); err != nil {
+			return "", fmt.Errorf("create emptyDir: %w", err)
+		}
+		if err := applyFSGroup(pod, p, false); err != nil {
 			return "", fmt.Errorf("create emptyDir: %w", err)
 		}
 		return p, nil
 	case v.HostPath != nil:
 		return v.HostPath.Path, prepareHostPath(v.HostPath)
+	case v.DownwardAPI != nil, v.Projected != nil:
+		return r.prepareDownwardAPI(pod, v)
 	}
-	return "", errors.New("unsupported volume type (only emptyDir and hostPath)")
+	return "", errors.New("unsupported volume type (only emptyDir, hostPath, downwardAPI and projected downwardAPI)")
 }
 
-// prepareHostPath applies the hostPath type: create for *OrCreate, check for the others.
+// prepareHostPath applies the hostPath type as the kubelet's
+// hostPathTypeChecker: *OrCreate creates what is missing (a directory 0755,
+// an empty file 0644 — with its parent directories, where the kubelet would
+// fail) and checks what exists; the other types check the path exists and is
+// of that type. Symlinks are followed. The messages are the kubelet's.
 func prepareHostPath(hp *corev1.HostPathVolumeSource) error {
 	typ := corev1.HostPathUnset
 	if hp.Type != nil {
 		typ = *hp.Type
 	}
-	switch typ {
-	case corev1.HostPathUnset:
+	if typ == corev1.HostPathUnset {
 		return nil
-	case corev1.HostPathDirectoryOrCreate:
+	}
+	fi, err := os.Stat(hp.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && typ == corev1.HostPathDirectoryOrCreate:
 		if err := os.MkdirAll(hp.Path, 0o755); err != nil {
 			return fmt.Errorf("create hostPath directory: %w", err)
 		}
 		return nil
-	case corev1.HostPathFileOrCreate:
+	case errors.Is(err, fs.ErrNotExist) && typ == corev1.HostPathFileOrCreate:
 		if err := os.MkdirAll(filepath.Dir(hp.Path), 0o755); err != nil {
 			return fmt.Errorf("create hostPath file: %w", err)
 		}
@@ -168,21 +188,28 @@ func prepareHostPath(hp *corev1.HostPathVolumeSource) error {
 			return fmt.Errorf("create hostPath file: %w", err)
 		}
 		return f.Close()
-	}
-	fi, err := os.Stat(hp.Path)
-	if err != nil {
-		return fmt.Errorf("hostPath type %s: %w", typ, err)
+	case err != nil:
+		return fmt.Errorf("hostPath type check failed: %s: %w", hp.Path, err)
 	}
 	mode := fi.Mode()
-	ok := map[corev1.HostPathType]bool{
-		corev1.HostPathDirectory: mode.IsDir(),
-		corev1.HostPathFile:      mode.IsRegular(),
-		corev1.HostPathSocket:    mode&fs.ModeSocket != 0,
-		corev1.HostPathCharDev:   mode&fs.ModeCharDevice != 0,
-		corev1.HostPathBlockDev:  mode&fs.ModeDevice != 0 && mode&fs.ModeCharDevice == 0,
-	}[typ]
+	var ok bool
+	var what string
+	switch typ {
+	case corev1.HostPathDirectory, corev1.HostPathDirectoryOrCreate:
+		ok, what = mode.IsDir(), "a directory"
+	case corev1.HostPathFile, corev1.HostPathFileOrCreate:
+		ok, what = mode.IsRegular(), "a file"
+	case corev1.HostPathSocket:
+		ok, what = mode&fs.ModeSocket != 0, "a socket file"
+	case corev1.HostPathCharDev:
+		ok, what = mode&fs.ModeCharDevice != 0, "a character device"
+	case corev1.HostPathBlockDev:
+		ok, what = mode&fs.ModeDevice != 0 && mode&fs.ModeCharDevice == 0, "a block device"
+	default:
+		return fmt.Errorf("hostPath type %q is not supported", typ)
+	}
 	if !ok {
-		return fmt.Errorf("hostPath %s is not of type %s", hp.Path, typ)
+		return fmt.Errorf("hostPath type check failed: %s is not %s", hp.Path, what)
 	}
 	return nil
 }

@@ -47,6 +47,7 @@ func validatePod(pod *v1.Pod, baseName string) error {
 	errs = append(errs, metavalidation.ValidateLabels(pod.Labels, md.Child("labels"))...)
 	errs = append(errs, apivalidation.ValidateAnnotations(pod.Annotations, md.Child("annotations"))...)
 	errs = append(errs, validateSpec(&pod.Spec, field.NewPath("spec"))...)
+	errs = append(errs, validateRunnable(&pod.Spec, field.NewPath("spec"))...)
 	return joinFieldErrors(errs)
 }
 

@@ -51,9 +51,9 @@ func printPods(w io.Writer, output string, pods []projector.PodView, now time.Ti
 	for _, p := range pods {
 		mirrors = mirrors || p.Mirror != nil
 	}
-	header := "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tSOURCE"
+	header := "NAMESPACE	NAME	READY	STATUS	RESTARTS	AGE	IP	QOS	SOURCE"
 	if mirrors {
-		header += "\tMIRROR"
+		header += "	MIRROR"
 	}
 	fmt.Fprintln(tw, header)
 	for _, p := range pods {
@@ -61,10 +61,14 @@ func printPods(w io.Writer, output string, pods []projector.PodView, now time.Ti
 		if ip == "" {
 			ip = "<none>"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s", p.Namespace, p.Name, p.Ready, p.Status, p.Restarts,
-			age(now, p.CreatedAt), ip, strings.TrimSpace(p.Source+" "+p.Path))
+		qos := p.QOSClass
+		if qos == "" {
+			qos = "<none>"
+		}
+		fmt.Fprintf(tw, "%s	%s	%s	%s	%d	%s	%s	%s	%s", p.Namespace, p.Name, p.Ready, p.Status, p.Restarts,
+			age(now, p.CreatedAt), ip, qos, strings.TrimSpace(p.Source+" "+p.Path))
 		if mirrors {
-			fmt.Fprintf(tw, "\t%s", mirrorColumn(p.Mirror))
+			fmt.Fprintf(tw, "	%s", mirrorColumn(p.Mirror))
 		}
 		fmt.Fprintln(tw)
 	}

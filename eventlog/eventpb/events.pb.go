@@ -50,6 +50,7 @@ type Record struct {
 	//	*Record_SandboxGone
 	//	*Record_ContainerObserved
 	//	*Record_ContainerGone
+	//	*Record_ContainerProbed
 	//	*Record_Intent
 	//	*Record_Outcome
 	//	*Record_MirrorObserved
@@ -258,6 +259,15 @@ func (x *Record) GetContainerGone() *ContainerGone {
 	return nil
 }
 
+func (x *Record) GetContainerProbed() *ContainerProbed {
+	if x != nil {
+		if x, ok := x.Payload.(*Record_ContainerProbed); ok {
+			return x.ContainerProbed
+		}
+	}
+	return nil
+}
+
 func (x *Record) GetIntent() *Intent {
 	if x != nil {
 		if x, ok := x.Payload.(*Record_Intent); ok {
@@ -401,6 +411,10 @@ type Record_ContainerGone struct {
 	ContainerGone *ContainerGone `protobuf:"bytes,45,opt,name=container_gone,json=containerGone,proto3,oneof"`
 }
 
+type Record_ContainerProbed struct {
+	ContainerProbed *ContainerProbed `protobuf:"bytes,46,opt,name=container_probed,json=containerProbed,proto3,oneof"`
+}
+
 type Record_Intent struct {
 	// --- actions: intent before the effect, outcome after ---
 	Intent *Intent `protobuf:"bytes,60,opt,name=intent,proto3,oneof"`
@@ -467,6 +481,8 @@ func (*Record_SandboxGone) isRecord_Payload() {}
 func (*Record_ContainerObserved) isRecord_Payload() {}
 
 func (*Record_ContainerGone) isRecord_Payload() {}
+
+func (*Record_ContainerProbed) isRecord_Payload() {}
 
 func (*Record_Intent) isRecord_Payload() {}
 
@@ -1671,6 +1687,104 @@ func (x *ContainerGone) GetContainer() string {
 	return ""
 }
 
+// A probe's thresholded result for one container instance changed: the
+// prober appends transitions only, never one event per period. A liveness or
+// startup failure makes the planner stop the container (then the restart
+// policy and back-off apply); readiness drives the pod's READY.
+type ContainerProbed struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Uid         string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Container   string                 `protobuf:"bytes,2,opt,name=container,proto3" json:"container,omitempty"`                        // container name in the pod spec
+	ContainerId string                 `protobuf:"bytes,3,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"` // the instance probed; results never carry over to another
+	Probe       string                 `protobuf:"bytes,4,opt,name=probe,proto3" json:"probe,omitempty"`                                // an eventpb.ProbeKind: "liveness" | "readiness" | "startup"
+	Result      string                 `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`                              // an eventpb.ProbeResult: "success" | "failure"
+	// Why it failed: the command's output, the HTTP status, the dial error…
+	Output string `protobuf:"bytes,6,opt,name=output,proto3" json:"output,omitempty"`
+	// Consecutive probes with this result when it crossed its threshold.
+	Consecutive   uint32 `protobuf:"varint,7,opt,name=consecutive,proto3" json:"consecutive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerProbed) Reset() {
+	*x = ContainerProbed{}
+	mi := &file_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerProbed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerProbed) ProtoMessage() {}
+
+func (x *ContainerProbed) ProtoReflect() protoreflect.Message {
+	mi := &file_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerProbed.ProtoReflect.Descriptor instead.
+func (*ContainerProbed) Descriptor() ([]byte, []int) {
+	return file_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ContainerProbed) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *ContainerProbed) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *ContainerProbed) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *ContainerProbed) GetProbe() string {
+	if x != nil {
+		return x.Probe
+	}
+	return ""
+}
+
+func (x *ContainerProbed) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *ContainerProbed) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
+func (x *ContainerProbed) GetConsecutive() uint32 {
+	if x != nil {
+		return x.Consecutive
+	}
+	return 0
+}
+
 // An action the planner decided on, appended before the effect runs.
 // Actions belong to lanes (eventpb.Action.Lane): a pending intent blocks
 // only further actions of its own pod and lane.
@@ -1703,7 +1817,7 @@ type Intent struct {
 
 func (x *Intent) Reset() {
 	*x = Intent{}
-	mi := &file_events_proto_msgTypes[17]
+	mi := &file_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +1829,7 @@ func (x *Intent) String() string {
 func (*Intent) ProtoMessage() {}
 
 func (x *Intent) ProtoReflect() protoreflect.Message {
-	mi := &file_events_proto_msgTypes[17]
+	mi := &file_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +1842,7 @@ func (x *Intent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Intent.ProtoReflect.Descriptor instead.
 func (*Intent) Descriptor() ([]byte, []int) {
-	return file_events_proto_rawDescGZIP(), []int{17}
+	return file_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Intent) GetAction() string {
@@ -1854,7 +1968,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_events_proto_msgTypes[18]
+	mi := &file_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1980,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_events_proto_msgTypes[18]
+	mi := &file_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1993,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_events_proto_rawDescGZIP(), []int{18}
+	return file_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Outcome) GetIntentSeq() uint64 {
@@ -1958,7 +2072,7 @@ type MirrorObserved struct {
 
 func (x *MirrorObserved) Reset() {
 	*x = MirrorObserved{}
-	mi := &file_events_proto_msgTypes[19]
+	mi := &file_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2084,7 @@ func (x *MirrorObserved) String() string {
 func (*MirrorObserved) ProtoMessage() {}
 
 func (x *MirrorObserved) ProtoReflect() protoreflect.Message {
-	mi := &file_events_proto_msgTypes[19]
+	mi := &file_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2097,7 @@ func (x *MirrorObserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorObserved.ProtoReflect.Descriptor instead.
 func (*MirrorObserved) Descriptor() ([]byte, []int) {
-	return file_events_proto_rawDescGZIP(), []int{19}
+	return file_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MirrorObserved) GetMirrorUid() string {
@@ -2024,7 +2138,7 @@ type MirrorGone struct {
 
 func (x *MirrorGone) Reset() {
 	*x = MirrorGone{}
-	mi := &file_events_proto_msgTypes[20]
+	mi := &file_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2150,7 @@ func (x *MirrorGone) String() string {
 func (*MirrorGone) ProtoMessage() {}
 
 func (x *MirrorGone) ProtoReflect() protoreflect.Message {
-	mi := &file_events_proto_msgTypes[20]
+	mi := &file_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2163,7 @@ func (x *MirrorGone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorGone.ProtoReflect.Descriptor instead.
 func (*MirrorGone) Descriptor() ([]byte, []int) {
-	return file_events_proto_rawDescGZIP(), []int{20}
+	return file_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MirrorGone) GetMirrorUid() string {
@@ -2072,7 +2186,7 @@ type ApiserverConnected struct {
 
 func (x *ApiserverConnected) Reset() {
 	*x = ApiserverConnected{}
-	mi := &file_events_proto_msgTypes[21]
+	mi := &file_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2198,7 @@ func (x *ApiserverConnected) String() string {
 func (*ApiserverConnected) ProtoMessage() {}
 
 func (x *ApiserverConnected) ProtoReflect() protoreflect.Message {
-	mi := &file_events_proto_msgTypes[21]
+	mi := &file_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2211,7 @@ func (x *ApiserverConnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiserverConnected.ProtoReflect.Descriptor instead.
 func (*ApiserverConnected) Descriptor() ([]byte, []int) {
-	return file_events_proto_rawDescGZIP(), []int{21}
+	return file_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApiserverConnected) GetHost() string {
@@ -2132,7 +2246,7 @@ type ApiserverDisconnected struct {
 
 func (x *ApiserverDisconnected) Reset() {
 	*x = ApiserverDisconnected{}
-	mi := &file_events_proto_msgTypes[22]
+	mi := &file_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2258,7 @@ func (x *ApiserverDisconnected) String() string {
 func (*ApiserverDisconnected) ProtoMessage() {}
 
 func (x *ApiserverDisconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_events_proto_msgTypes[22]
+	mi := &file_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2271,7 @@ func (x *ApiserverDisconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiserverDisconnected.ProtoReflect.Descriptor instead.
 func (*ApiserverDisconnected) Descriptor() ([]byte, []int) {
-	return file_events_proto_rawDescGZIP(), []int{22}
+	return file_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ApiserverDisconnected) GetHost() string {
@@ -2185,7 +2299,7 @@ type MirrorsSynced struct {
 
 func (x *MirrorsSynced) Reset() {
 	*x = MirrorsSynced{}
-	mi := &file_events_proto_msgTypes[23]
+	mi := &file_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2311,7 @@ func (x *MirrorsSynced) String() string {
 func (*MirrorsSynced) ProtoMessage() {}
 
 func (x *MirrorsSynced) ProtoReflect() protoreflect.Message {
-	mi := &file_events_proto_msgTypes[23]
+	mi := &file_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2324,7 @@ func (x *MirrorsSynced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorsSynced.ProtoReflect.Descriptor instead.
 func (*MirrorsSynced) Descriptor() ([]byte, []int) {
-	return file_events_proto_rawDescGZIP(), []int{23}
+	return file_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MirrorsSynced) GetMirrors() uint32 {
@@ -2232,7 +2346,7 @@ type PodDataObserved struct {
 
 func (x *PodDataObserved) Reset() {
 	*x = PodDataObserved{}
-	mi := &file_events_proto_msgTypes[24]
+	mi := &file_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2358,7 @@ func (x *PodDataObserved) String() string {
 func (*PodDataObserved) ProtoMessage() {}
 
 func (x *PodDataObserved) ProtoReflect() protoreflect.Message {
-	mi := &file_events_proto_msgTypes[24]
+	mi := &file_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2371,7 @@ func (x *PodDataObserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodDataObserved.ProtoReflect.Descriptor instead.
 func (*PodDataObserved) Descriptor() ([]byte, []int) {
-	return file_events_proto_rawDescGZIP(), []int{24}
+	return file_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PodDataObserved) GetUid() string {
@@ -2271,7 +2385,7 @@ var File_events_proto protoreflect.FileDescriptor
 
 const file_events_proto_rawDesc = "" +
 	"\n" +
-	"\fevents.proto\x12\x13ledgerlet.events.v1\"\xca\x0f\n" +
+	"\fevents.proto\x12\x13ledgerlet.events.v1\"\x9d\x10\n" +
 	"\x06Record\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
 	"\x03pod\x18\x02 \x01(\tR\x03pod\x12H\n" +
@@ -2291,7 +2405,8 @@ const file_events_proto_rawDesc = "" +
 	"\x10sandbox_observed\x18* \x01(\v2$.ledgerlet.events.v1.SandboxObservedH\x00R\x0fsandboxObserved\x12E\n" +
 	"\fsandbox_gone\x18+ \x01(\v2 .ledgerlet.events.v1.SandboxGoneH\x00R\vsandboxGone\x12W\n" +
 	"\x12container_observed\x18, \x01(\v2&.ledgerlet.events.v1.ContainerObservedH\x00R\x11containerObserved\x12K\n" +
-	"\x0econtainer_gone\x18- \x01(\v2\".ledgerlet.events.v1.ContainerGoneH\x00R\rcontainerGone\x125\n" +
+	"\x0econtainer_gone\x18- \x01(\v2\".ledgerlet.events.v1.ContainerGoneH\x00R\rcontainerGone\x12Q\n" +
+	"\x10container_probed\x18. \x01(\v2$.ledgerlet.events.v1.ContainerProbedH\x00R\x0fcontainerProbed\x125\n" +
 	"\x06intent\x18< \x01(\v2\x1b.ledgerlet.events.v1.IntentH\x00R\x06intent\x128\n" +
 	"\aoutcome\x18= \x01(\v2\x1c.ledgerlet.events.v1.OutcomeH\x00R\aoutcome\x12N\n" +
 	"\x0fmirror_observed\x18P \x01(\v2#.ledgerlet.events.v1.MirrorObservedH\x00R\x0emirrorObserved\x12B\n" +
@@ -2398,7 +2513,15 @@ const file_events_proto_rawDesc = "" +
 	"\rContainerGone\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x1c\n" +
-	"\tcontainer\x18\x03 \x01(\tR\tcontainer\"\xdf\x03\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\"\xcc\x01\n" +
+	"\x0fContainerProbed\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x1c\n" +
+	"\tcontainer\x18\x02 \x01(\tR\tcontainer\x12!\n" +
+	"\fcontainer_id\x18\x03 \x01(\tR\vcontainerId\x12\x14\n" +
+	"\x05probe\x18\x04 \x01(\tR\x05probe\x12\x16\n" +
+	"\x06result\x18\x05 \x01(\tR\x06result\x12\x16\n" +
+	"\x06output\x18\x06 \x01(\tR\x06output\x12 \n" +
+	"\vconsecutive\x18\a \x01(\rR\vconsecutive\"\xdf\x03\n" +
 	"\x06Intent\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1c\n" +
@@ -2467,7 +2590,7 @@ func file_events_proto_rawDescGZIP() []byte {
 	return file_events_proto_rawDescData
 }
 
-var file_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_events_proto_goTypes = []any{
 	(*Record)(nil),                // 0: ledgerlet.events.v1.Record
 	(*AgentStarted)(nil),          // 1: ledgerlet.events.v1.AgentStarted
@@ -2486,14 +2609,15 @@ var file_events_proto_goTypes = []any{
 	(*SandboxGone)(nil),           // 14: ledgerlet.events.v1.SandboxGone
 	(*ContainerObserved)(nil),     // 15: ledgerlet.events.v1.ContainerObserved
 	(*ContainerGone)(nil),         // 16: ledgerlet.events.v1.ContainerGone
-	(*Intent)(nil),                // 17: ledgerlet.events.v1.Intent
-	(*Outcome)(nil),               // 18: ledgerlet.events.v1.Outcome
-	(*MirrorObserved)(nil),        // 19: ledgerlet.events.v1.MirrorObserved
-	(*MirrorGone)(nil),            // 20: ledgerlet.events.v1.MirrorGone
-	(*ApiserverConnected)(nil),    // 21: ledgerlet.events.v1.ApiserverConnected
-	(*ApiserverDisconnected)(nil), // 22: ledgerlet.events.v1.ApiserverDisconnected
-	(*MirrorsSynced)(nil),         // 23: ledgerlet.events.v1.MirrorsSynced
-	(*PodDataObserved)(nil),       // 24: ledgerlet.events.v1.PodDataObserved
+	(*ContainerProbed)(nil),       // 17: ledgerlet.events.v1.ContainerProbed
+	(*Intent)(nil),                // 18: ledgerlet.events.v1.Intent
+	(*Outcome)(nil),               // 19: ledgerlet.events.v1.Outcome
+	(*MirrorObserved)(nil),        // 20: ledgerlet.events.v1.MirrorObserved
+	(*MirrorGone)(nil),            // 21: ledgerlet.events.v1.MirrorGone
+	(*ApiserverConnected)(nil),    // 22: ledgerlet.events.v1.ApiserverConnected
+	(*ApiserverDisconnected)(nil), // 23: ledgerlet.events.v1.ApiserverDisconnected
+	(*MirrorsSynced)(nil),         // 24: ledgerlet.events.v1.MirrorsSynced
+	(*PodDataObserved)(nil),       // 25: ledgerlet.events.v1.PodDataObserved
 }
 var file_events_proto_depIdxs = []int32{
 	1,  // 0: ledgerlet.events.v1.Record.agent_started:type_name -> ledgerlet.events.v1.AgentStarted
@@ -2512,19 +2636,20 @@ var file_events_proto_depIdxs = []int32{
 	14, // 13: ledgerlet.events.v1.Record.sandbox_gone:type_name -> ledgerlet.events.v1.SandboxGone
 	15, // 14: ledgerlet.events.v1.Record.container_observed:type_name -> ledgerlet.events.v1.ContainerObserved
 	16, // 15: ledgerlet.events.v1.Record.container_gone:type_name -> ledgerlet.events.v1.ContainerGone
-	17, // 16: ledgerlet.events.v1.Record.intent:type_name -> ledgerlet.events.v1.Intent
-	18, // 17: ledgerlet.events.v1.Record.outcome:type_name -> ledgerlet.events.v1.Outcome
-	19, // 18: ledgerlet.events.v1.Record.mirror_observed:type_name -> ledgerlet.events.v1.MirrorObserved
-	20, // 19: ledgerlet.events.v1.Record.mirror_gone:type_name -> ledgerlet.events.v1.MirrorGone
-	21, // 20: ledgerlet.events.v1.Record.apiserver_connected:type_name -> ledgerlet.events.v1.ApiserverConnected
-	22, // 21: ledgerlet.events.v1.Record.apiserver_disconnected:type_name -> ledgerlet.events.v1.ApiserverDisconnected
-	23, // 22: ledgerlet.events.v1.Record.mirrors_synced:type_name -> ledgerlet.events.v1.MirrorsSynced
-	24, // 23: ledgerlet.events.v1.Record.pod_data_observed:type_name -> ledgerlet.events.v1.PodDataObserved
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	17, // 16: ledgerlet.events.v1.Record.container_probed:type_name -> ledgerlet.events.v1.ContainerProbed
+	18, // 17: ledgerlet.events.v1.Record.intent:type_name -> ledgerlet.events.v1.Intent
+	19, // 18: ledgerlet.events.v1.Record.outcome:type_name -> ledgerlet.events.v1.Outcome
+	20, // 19: ledgerlet.events.v1.Record.mirror_observed:type_name -> ledgerlet.events.v1.MirrorObserved
+	21, // 20: ledgerlet.events.v1.Record.mirror_gone:type_name -> ledgerlet.events.v1.MirrorGone
+	22, // 21: ledgerlet.events.v1.Record.apiserver_connected:type_name -> ledgerlet.events.v1.ApiserverConnected
+	23, // 22: ledgerlet.events.v1.Record.apiserver_disconnected:type_name -> ledgerlet.events.v1.ApiserverDisconnected
+	24, // 23: ledgerlet.events.v1.Record.mirrors_synced:type_name -> ledgerlet.events.v1.MirrorsSynced
+	25, // 24: ledgerlet.events.v1.Record.pod_data_observed:type_name -> ledgerlet.events.v1.PodDataObserved
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_events_proto_init() }
@@ -2549,6 +2674,7 @@ func file_events_proto_init() {
 		(*Record_SandboxGone)(nil),
 		(*Record_ContainerObserved)(nil),
 		(*Record_ContainerGone)(nil),
+		(*Record_ContainerProbed)(nil),
 		(*Record_Intent)(nil),
 		(*Record_Outcome)(nil),
 		(*Record_MirrorObserved)(nil),
@@ -2564,7 +2690,7 @@ func file_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_proto_rawDesc), len(file_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

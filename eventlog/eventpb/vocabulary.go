@@ -17,6 +17,8 @@ const (
 	ActionStopSandbox     Action = "StopSandbox"     // stop the sandbox (its containers are already stopped)
 	ActionRemoveSandbox   Action = "RemoveSandbox"   // delete the sandbox; the pod's cgroup and emptyDirs when it was the last
 	ActionCleanupPod      Action = "CleanupPod"      // remove a gone UID's cgroup and data left by a crash or a failed removal
+	ActionRunPostStart    Action = "RunPostStart"    // run a started container's postStart hook
+	ActionRunPreStop      Action = "RunPreStop"      // run a container's preStop hook before stopping it (its time comes out of the grace)
 )
 
 // Mirror lane: the pod's mirror in the kube-apiserver.
@@ -48,7 +50,7 @@ func (a Action) Lane() Lane {
 func Actions() []Action {
 	return []Action{
 		ActionRunSandbox, ActionStartContainer, ActionStopContainer, ActionRemoveContainer,
-		ActionStopSandbox, ActionRemoveSandbox, ActionCleanupPod,
+		ActionStopSandbox, ActionRemoveSandbox, ActionCleanupPod, ActionRunPostStart, ActionRunPreStop,
 		ActionMirrorCreate, ActionMirrorDelete, ActionMirrorStatus,
 	}
 }
@@ -62,6 +64,27 @@ const (
 	StateRunning  = "running"
 	StateExited   = "exited"
 	StateUnknown  = "unknown"
+)
+
+// ProbeKind is which probe of a container a ContainerProbed reports
+// (ContainerProbed.probe), named as the kubelet's probe types.
+type ProbeKind string
+
+const (
+	ProbeLiveness  ProbeKind = "liveness"  // failure: the container is stopped and restarted
+	ProbeReadiness ProbeKind = "readiness" // the container is ready only after a success
+	ProbeStartup   ProbeKind = "startup"   // gates liveness and readiness; failure restarts like liveness
+)
+
+// ProbeKinds lists every probe kind, in the order the kubelet checks them.
+func ProbeKinds() []ProbeKind { return []ProbeKind{ProbeStartup, ProbeLiveness, ProbeReadiness} }
+
+// ProbeResult is a probe's thresholded result (ContainerProbed.result).
+type ProbeResult string
+
+const (
+	ProbeSuccess ProbeResult = "success"
+	ProbeFailure ProbeResult = "failure"
 )
 
 // Manifest sources (Manifest*.source, Source*.source).

@@ -194,6 +194,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	actor("runtime observer", (&runtime.Observer{Runtime: rt, Endpoint: cfg.RuntimeEndpoint, Log: rec, Projection: proj,
 		Logger: logger.With("component", "observer"), Period: cfg.RelistPeriod}).Run)
+	actor("prober", (&runtime.Prober{Exec: rt, Log: rec, Projection: proj, StartSeq: startSeqs[0],
+		Logger: logger.With("component", "prober")}).Run)
 	if mirrors != nil {
 		actor("apiserver", mirrors.Run)
 	}
