@@ -382,3 +382,25 @@ func TestCgroupBroughtBackAfterCleanupIsRemovedAgain(t *testing.T) {
 		t.Fatalf("leftovers kept: %v", w.s.Leftovers)
 	}
 }
+
+// TestMirrorStatusFollowsReadiness: a running container whose readiness
+// probe fails is published not ready (and the pod not Ready).
+func TestMirrorStatusFollowsReadiness(t *testing.T) {
+	w := newWorld(t)
+	w.ready()
+	spec := []byte(`{"metadata":{"name":"web-node1","namespace":"default"},"spec":{"containers":[{"name":"a","image":"i","readinessProbe":{"exec":{"command":["true"]}}}]}}`)
+	w.desire("u1", spec)
+	w.do(w.mustPlan(pb.ActionRunSandbox, ""))
+	id := w.do(w.mustPlan(pb.ActionStartContainer, "a")).ContainerId
+	ready := func() bool {
+		st := w.s.Pods[pk].APIStatus("192.0.2.1")
+		return st.ContainerStatuses[0].Ready
+	}
+	if ready() {
+		t.Fatal("ready before its readiness probe succeeded")
+	}
+	w.apply(pk, &pb.ContainerProbed{Uid: "u1", Container: "a", ContainerId: id, Probe: string(pb.ProbeReadiness), Result: string(pb.ProbeSuccess)})
+	if !ready() {
+		t.Fatal("not ready after its readiness probe succeeded")
+	}
+}

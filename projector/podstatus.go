@@ -198,15 +198,15 @@ func (b *statusBuilder) container(c *corev1.Container, init, podHasInit bool) co
 			}
 		}
 	}
-	// No probes yet: a container is started and ready while it runs; a
-	// regular init container is ready once it completed.
-	started := cs.State.Running != nil
+	// Started and ready as the probes (and postStart hook) say; a regular
+	// init container is ready once it completed.
+	started := cur != nil && cs.State.Running != nil && b.p.ContainerStarted(cur)
 	cs.Started = &started
 	switch {
 	case init && !isSidecar(c):
 		cs.Ready = cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
 	default:
-		cs.Ready = started
+		cs.Ready = started && b.p.ContainerReady(cur)
 	}
 	return cs
 }
