@@ -46,6 +46,10 @@ type Options struct {
 	// NoSync skips fsync (benchmarks of non-durable paths and fast unit tests only).
 	NoSync bool
 	Logger *slog.Logger
+	// Clock stamps commits; nil means time.Now. A recorded history written
+	// again with its own times (golden tests, a generated month for
+	// benchmarks) sets it; times still never go backwards.
+	Clock func() time.Time
 }
 
 // DefaultMaxBatch is the group-commit cap used when Options.MaxBatch is zero.
@@ -89,6 +93,7 @@ type Log struct {
 	noSync   bool
 	maxBatch int
 	logger   *slog.Logger
+	clock    func() time.Time
 
 	// first and last are the retained range; they are published by the
 	// writer after each commit (under mu, together with notify).
@@ -221,6 +226,7 @@ func Open(path string, opts Options) (*Log, error) {
 		db:       db,
 		readOnly: opts.ReadOnly,
 		noSync:   opts.NoSync,
+		clock:    opts.Clock,
 		maxBatch: maxBatch,
 		logger:   logger,
 		notify:   make(chan struct{}),
