@@ -166,6 +166,9 @@ var (
 	apiserverV2 = projectortest.PodSpec{Key: "kube-system/kube-apiserver-node1", UID: "5e7a9b0c1d2e0002", HostNetwork: true,
 		Containers: []projectortest.ContainerSpec{{Name: "kube-apiserver", Image: "registry.k8s.io/kube-apiserver:v1.31.1",
 			Command: []string{"kube-apiserver", "--etcd-servers=https://127.0.0.1:2379", "--enable-admission-plugins=NodeRestrictionn"}}}}
+	apiserverV3 = projectortest.PodSpec{Key: "kube-system/kube-apiserver-node1", UID: "9f1e2d3c4b5a0003", HostNetwork: true,
+		Containers: []projectortest.ContainerSpec{{Name: "kube-apiserver", Image: "registry.k8s.io/kube-apiserver:v1.31.1",
+			Command: []string{"kube-apiserver", "--etcd-servers=https://127.0.0.1:2379", "--enable-admission-plugins=NodeRestriction"}}}}
 	etcd = projectortest.PodSpec{Key: "kube-system/etcd-node1", UID: "e7c0e7c0e7c00001", HostNetwork: true,
 		Containers: []projectortest.ContainerSpec{{Name: "etcd", Image: "registry.k8s.io/etcd:3.5.15-0"}}}
 	web = projectortest.PodSpec{Key: "default/web-node1", UID: "3eb03eb03eb00001",
@@ -257,4 +260,3 @@ func mirrorApiserverDown(n *node) time.Time {
 	n.start(etcd.Key, etcd.UID, "etcd", etcd.Containers[0].Image, 1)
 	return n.Now.Add(30 * time.Second)
 }
-
