@@ -123,7 +123,7 @@ func (t *Timeline) WriteHTML(w io.Writer, title string) error {
 	page := htmlPage{
 		Title: title, Since: t.Since.UTC().Format(time.RFC3339), Until: t.Until.UTC().Format(time.RFC3339),
 		Window: roundDuration(t.Until.Sub(t.Since)), FromSeq: t.FromSeq, ToSeq: t.ToSeq,
-		Width: width, LabelW: labelWidth, SVGWidth: labelWidth + width + 20, NLanes: len(t.Lanes),
+		Width: width, LabelW: labelWidth, SVGWidth: labelWidth + width + 40, NLanes: len(t.Lanes),
 	}
 	if t.ToSeq >= t.FromSeq && t.FromSeq > 0 {
 		page.NEvents = t.ToSeq - t.FromSeq + 1
