@@ -160,7 +160,9 @@ func TestTimelinePageLoadsOfflineInABrowser(t *testing.T) {
 		}
 	}
 	for _, e := range b.eventsOf("Log.entryAdded") {
-		var p struct{ Entry struct{ Level, Text, URL string } }
+		var p struct {
+			Entry struct{ Level, Text, URL string }
+		}
 		_ = json.Unmarshal(e.Params, &p)
 		if p.Entry.Level == "error" || p.Entry.Level == "warning" {
 			t.Errorf("console %s: %s %s", p.Entry.Level, p.Entry.Text, p.Entry.URL)
