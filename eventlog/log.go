@@ -58,8 +58,12 @@ const DefaultMaxBatch = 4096
 // SchemaVersion is the on-disk schema this package writes and understands.
 const SchemaVersion uint32 = 1
 
-// maxSnapshots is how many of the newest snapshots are kept.
-const maxSnapshots = 3
+// maxSnapshots is how many of the newest snapshots are kept; older ones
+// are thinned to one every sparseSnapshotEvery seqs.
+const (
+	maxSnapshots        = 3
+	sparseSnapshotEvery = 50_000
+)
 
 // initialMmapSize is reserved address space, not memory: with it the mmap
 // never has to grow (which would block on open read transactions) until the
