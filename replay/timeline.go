@@ -85,7 +85,7 @@ type Span struct {
 	Merged int    `json:"merged,omitempty"`
 	Worst  string `json:"worst,omitempty"`
 
-	mix map[string]time.Duration // merged spans: time per state
+	mix *[len(spanStates)]time.Duration // merged spans: time per state, by index in spanStates
 }
 
 // Marker is a point event on a lane.
@@ -159,7 +159,8 @@ func BuildTimeline(ctx context.Context, r Reader, opt TimelineOptions) (*Timelin
 	if err != nil {
 		return nil, fmt.Errorf("timeline: state at the window start: %w", err)
 	}
-	b := newTimelineBuilder(st, tl.Since, opt.Pod)
+	px := tl.Until.Sub(tl.Since) / time.Duration(opt.Buckets)
+	b := newTimelineBuilder(st, tl.Since, opt.Pod, max(px, 1))
 	if from <= to {
 		tl.FromSeq, tl.ToSeq = from, to
 		if err := r.Read(ctx, from, to, func(e eventlog.Event) error {
@@ -170,7 +171,9 @@ func BuildTimeline(ctx context.Context, r Reader, opt TimelineOptions) (*Timelin
 		}
 	}
 	tl.Lanes = b.finish(tl.Until)
-	tl.Reduce(opt.MaxMarkers)
+	for i := range tl.Lanes {
+		tl.Lanes[i].Markers = capMarkers(tl.Lanes[i].Markers, tl.Since, max(px, 1), tl.Until.Sub(tl.Since), opt.MaxMarkers)
+	}
 	return tl, nil
 }
 
@@ -191,7 +194,15 @@ type laneBuilder struct {
 	state, detail string
 	since, until  time.Time // until: the state ends by itself then (a back-off)
 
-	curID string // containers: the instance the lane follows
+	curID   string // containers: the instance the lane follows
+	changes *int   // containers: counts the pod's container changes, so the pod lane is derived only then
+
+	// Spans are reduced as they close: one shorter than px joins the group
+	// being gathered, which becomes one span once it covers px.
+	px         time.Duration
+	group      Span
+	groupFirst Span
+	groupN     int
 }
 
 // set moves the lane to state at t (state "" ends the lane's presence).
@@ -200,6 +211,9 @@ func (l *laneBuilder) set(t time.Time, state, detail string, until time.Time) {
 	if state == l.state && detail == l.detail {
 		l.until = until
 		return
+	}
+	if l.changes != nil {
+		*l.changes++
 	}
 	l.close(t)
 	l.state, l.detail, l.since, l.until = state, detail, t, until
@@ -217,8 +231,39 @@ func (l *laneBuilder) expire(t time.Time) {
 
 func (l *laneBuilder) close(t time.Time) {
 	if l.state != "" && t.After(l.since) {
-		l.lane.Spans = append(l.lane.Spans, Span{Start: l.since, End: t, State: l.state, Detail: l.detail})
+		l.emit(Span{Start: l.since, End: t, State: l.state, Detail: l.detail})
 	}
+}
+
+func (l *laneBuilder) emit(s Span) {
+	if s.End.Sub(s.Start) >= l.px {
+		l.flushGroup()
+		l.lane.Spans = appendSpan(l.lane.Spans, s)
+		return
+	}
+	if l.groupN == 0 {
+		l.group, l.groupFirst = Span{Start: s.Start, End: s.Start}, s
+	}
+	l.group.addMix(s)
+	l.group.End = s.End
+	l.groupN++
+	if l.group.End.Sub(l.group.Start) >= l.px {
+		l.flushGroup()
+	}
+}
+
+func (l *laneBuilder) flushGroup() {
+	switch l.groupN {
+	case 0:
+		return
+	case 1:
+		l.lane.Spans = appendSpan(l.lane.Spans, l.groupFirst)
+	default:
+		g := l.group
+		g.settle()
+		l.lane.Spans = appendSpan(l.lane.Spans, g)
+	}
+	l.group, l.groupFirst, l.groupN = Span{}, Span{}, 0
 }
 
 func (l *laneBuilder) mark(m Marker) int {
@@ -229,7 +274,8 @@ func (l *laneBuilder) mark(m Marker) int {
 type podLanes struct {
 	pod        *laneBuilder
 	containers map[string]*laneBuilder
-	spec       []byte // the newest spec seen, for the next manifest diff
+	names      []string // of containers, sorted
+	spec       []byte   // the newest spec seen, for the next manifest diff
 }
 
 type pendingMark struct {
@@ -247,13 +293,15 @@ type timelineBuilder struct {
 	pods                       map[string]*podLanes
 	intents                    map[uint64]pendingMark
 	wasRunning, apiserverShown bool
+	px                         time.Duration
+	changes                    int
 }
 
-func newTimelineBuilder(st *projector.State, since time.Time, only string) *timelineBuilder {
-	b := &timelineBuilder{st: st, only: only, pods: map[string]*podLanes{}, intents: map[uint64]pendingMark{}}
-	b.agent = &laneBuilder{lane: Lane{ID: "node/agent", Kind: LaneNode, Label: "agent"}}
-	b.runtime = &laneBuilder{lane: Lane{ID: "node/runtime", Kind: LaneNode, Label: "container runtime"}}
-	b.apiserver = &laneBuilder{lane: Lane{ID: "node/apiserver", Kind: LaneNode, Label: "apiserver"}}
+func newTimelineBuilder(st *projector.State, since time.Time, only string, px time.Duration) *timelineBuilder {
+	b := &timelineBuilder{st: st, only: only, px: px, pods: map[string]*podLanes{}, intents: map[uint64]pendingMark{}}
+	b.agent = &laneBuilder{lane: Lane{ID: "node/agent", Kind: LaneNode, Label: "agent"}, px: px}
+	b.runtime = &laneBuilder{lane: Lane{ID: "node/runtime", Kind: LaneNode, Label: "container runtime"}, px: px}
+	b.apiserver = &laneBuilder{lane: Lane{ID: "node/apiserver", Kind: LaneNode, Label: "apiserver"}, px: px}
 	if st.Seq > 0 {
 		b.agent.set(since, upDown(st.Agent.Running), agentDetail(st), time.Time{})
 		b.runtime.set(since, upDown(st.Runtime.Connected), runtimeDetail(st), time.Time{})
@@ -359,7 +407,7 @@ func (b *timelineBuilder) podLanes(key string, p *projector.Pod, t time.Time) *p
 		return pl
 	}
 	pl := &podLanes{
-		pod:        &laneBuilder{lane: Lane{ID: "pod/" + key, Kind: LanePod, Pod: key, Label: key}},
+		pod:        &laneBuilder{lane: Lane{ID: "pod/" + key, Kind: LanePod, Pod: key, Label: key}, px: b.px},
 		containers: map[string]*laneBuilder{},
 	}
 	b.pods[key] = pl
@@ -395,8 +443,10 @@ func (b *timelineBuilder) container(pl *podLanes, key, name string, _ time.Time)
 		return l
 	}
 	l := &laneBuilder{lane: Lane{ID: "pod/" + key + "/" + name, Kind: LaneContainer, Pod: key, Container: name, Label: name},
-		order: 1000 + len(pl.containers)}
+		order: 1000 + len(pl.containers), px: b.px, changes: &b.changes}
 	pl.containers[name] = l
+	pl.names = append(pl.names, name)
+	sort.Strings(pl.names)
 	return l
 }
 
@@ -449,6 +499,7 @@ func (b *timelineBuilder) event(e eventlog.Event) {
 	}
 	p := b.st.Pods[e.Pod]
 	pl := b.pods[e.Pod]
+	changes := b.changes
 	if pl == nil {
 		if p == nil {
 			return // came and went in one event (an outcome for a pod already gone)
@@ -554,6 +605,13 @@ func (b *timelineBuilder) event(e eventlog.Event) {
 			}
 		}
 	}
+	switch e.Data.(type) {
+	case *pb.ManifestAdded, *pb.ManifestChanged, *pb.ManifestRemoved, *pb.ContainerGone, *pb.SandboxGone:
+	default:
+		if changes == b.changes && p != nil && !p.Removed && pl.pod.state != "" {
+			return // no container lane moved: the pod lane stays
+		}
+	}
 	b.derivePod(e.Pod, t)
 }
 
@@ -601,6 +659,19 @@ func restartsAfter(p *projector.Pod, code int32) bool {
 	return policy == corev1.RestartPolicyAlways || (policy == corev1.RestartPolicyOnFailure && code != 0)
 }
 
+// spanStates are the span states in name order (merged spans' mix is
+// indexed by it).
+var spanStates = [...]string{SpanBackoff, SpanCreating, SpanDown, SpanExited, SpanRunning, SpanTerminating, SpanUp, SpanWaiting}
+
+func stateIndex(state string) int {
+	for i, s := range spanStates {
+		if s == state {
+			return i
+		}
+	}
+	return 0
+}
+
 // spanSeverity orders states for a pod lane (the worst container decides)
 // and for merged spans (Worst).
 var spanSeverity = map[string]int{
@@ -629,7 +700,7 @@ func (b *timelineBuilder) derivePod(key string, t time.Time) {
 	}
 	state, detail, until := SpanRunning, "all containers running", time.Time{}
 	apps, running, exited := 0, 0, 0
-	for _, name := range sortedKeys(pl.containers) {
+	for _, name := range pl.names {
 		l := pl.containers[name]
 		l.expire(t)
 		if l.lane.Init && (l.state == SpanExited || l.state == "") {
@@ -708,6 +779,12 @@ func (b *timelineBuilder) finish(until time.Time) []Lane {
 	for _, l := range all {
 		l.expire(until)
 		l.close(until)
+		l.flushGroup()
+		for i := range l.lane.Spans {
+			if l.lane.Spans[i].Merged > 1 {
+				l.lane.Spans[i].Detail = mixDetail(l.lane.Spans[i])
+			}
+		}
 		if l.lane.Spans == nil {
 			l.lane.Spans = []Span{}
 		}
@@ -719,65 +796,17 @@ func (b *timelineBuilder) finish(until time.Time) []Lane {
 	return out
 }
 
-// Reduce merges what is finer than the resolution: spans shorter than a
-// bucket are grouped until the group covers one (its state is the one that
-// lasted longest), neighbours in one state become one span, and markers of a
-// kind closer than a bucket become one counted marker; the bucket for markers
-// widens until a lane holds at most maxMarkers.
-func (t *Timeline) Reduce(maxMarkers int) {
-	if t.Buckets <= 0 || !t.Until.After(t.Since) {
-		return
-	}
-	px := t.Until.Sub(t.Since) / time.Duration(t.Buckets)
-	if px <= 0 {
-		px = 1
-	}
-	for i := range t.Lanes {
-		t.Lanes[i].Spans = mergeSpans(t.Lanes[i].Spans, px)
-		t.Lanes[i].Markers = capMarkers(t.Lanes[i].Markers, t.Since, px, t.Until.Sub(t.Since), maxMarkers)
-	}
-}
-
-func mergeSpans(spans []Span, px time.Duration) []Span {
-	out := make([]Span, 0, len(spans))
-	for i := 0; i < len(spans); {
-		s := spans[i]
-		if s.End.Sub(s.Start) >= px {
-			out = appendSpan(out, s)
-			i++
-			continue
-		}
-		g := Span{Start: s.Start, End: s.Start, mix: map[string]time.Duration{}}
-		for i < len(spans) && spans[i].End.Sub(spans[i].Start) < px && g.End.Sub(g.Start) < px {
-			g.addMix(spans[i])
-			g.End = spans[i].End
-			i++
-		}
-		if g.Merged == 1 {
-			out = appendSpan(out, spans[i-1])
-			continue
-		}
-		g.settle()
-		out = appendSpan(out, g)
-	}
-	for i := range out {
-		if out[i].Merged > 1 {
-			out[i].Detail = mixDetail(out[i])
-		}
-	}
-	return out
-}
-
+// addMix adds s to a merged span.
 func (g *Span) addMix(s Span) {
 	if g.mix == nil {
-		g.mix = map[string]time.Duration{}
+		g.mix = new([len(spanStates)]time.Duration)
 	}
 	if s.mix != nil {
-		for k, v := range s.mix {
-			g.mix[k] += v
+		for i, v := range s.mix {
+			g.mix[i] += v
 		}
 	} else {
-		g.mix[s.State] += s.End.Sub(s.Start)
+		g.mix[stateIndex(s.State)] += s.End.Sub(s.Start)
 	}
 	g.Merged += max(s.Merged, 1)
 	w := s.Worst
@@ -792,8 +821,8 @@ func (g *Span) addMix(s Span) {
 // settle picks the merged span's state: the longest-lasting one.
 func (g *Span) settle() {
 	best, bestD := "", time.Duration(-1)
-	for _, k := range sortedKeys(g.mix) {
-		if d := g.mix[k]; d > bestD || (d == bestD && spanSeverity[k] > spanSeverity[best]) {
+	for i, k := range spanStates {
+		if d := g.mix[i]; d > 0 && (d > bestD || (d == bestD && spanSeverity[k] > spanSeverity[best])) {
 			best, bestD = k, d
 		}
 	}
@@ -827,8 +856,10 @@ func mixDetail(s Span) string {
 		d     time.Duration
 	}
 	var shares []share
-	for _, k := range sortedKeys(s.mix) {
-		shares = append(shares, share{k, s.mix[k]})
+	for i, k := range spanStates {
+		if s.mix[i] > 0 {
+			shares = append(shares, share{k, s.mix[i]})
+		}
 	}
 	sort.SliceStable(shares, func(i, j int) bool { return shares[i].d > shares[j].d })
 	parts := make([]string, 0, len(shares))
@@ -842,6 +873,8 @@ func mixDetail(s Span) string {
 	return fmt.Sprintf("%d changes: %s", s.Merged, strings.Join(parts, ", "))
 }
 
+// capMarkers merges markers of a kind closer than a bucket into one
+// counted marker; the bucket widens until a lane holds at most maxMarkers.
 func capMarkers(ms []Marker, since time.Time, px, window time.Duration, maxMarkers int) []Marker {
 	if len(ms) == 0 {
 		return ms

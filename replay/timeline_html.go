@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -52,18 +54,17 @@ type htmlPage struct {
 type htmlLane struct {
 	DOMID, Name, Kind, Label string
 	Y, H, TextY, LabelX      int
-	Spans                    []htmlSpan
-	Markers                  []htmlMarker
-}
-
-type htmlSpan struct {
-	X, W          float64
-	State, Worst  string
-	Title, Stripe string
+	// Spans is the lane's rects, written here rather than by a template
+	// range (a month of flapping pods is 100k rects; the template's
+	// per-field escaping took half a second), every text from the log
+	// escaped with template.HTMLEscapeString.
+	Spans   template.HTML
+	Markers []htmlMarker
 }
 
 type htmlMarker struct {
-	X, Y     float64
+	X        string
+	Y        float64
 	Kind     string
 	Title    string
 	Count    int
@@ -153,18 +154,9 @@ func (t *Timeline) WriteHTML(w io.Writer, title string) error {
 				hl.Label = l.Label + " (init)"
 			}
 		}
-		for _, s := range l.Spans {
-			x0, x1 := x(s.Start), x(s.End)
-			hs := htmlSpan{X: x0, W: max(x1-x0, 1), State: s.State, Worst: s.Worst,
-				Title: fmt.Sprintf("%s %s → %s (%s): %s", s.State, s.Start.UTC().Format(time.RFC3339), s.End.UTC().Format(time.RFC3339),
-					roundDuration(s.End.Sub(s.Start)), s.Detail)}
-			if s.Merged > 1 && s.Worst != "" && s.Worst != s.State {
-				hs.Stripe = s.Worst
-			}
-			hl.Spans = append(hl.Spans, hs)
-		}
+		hl.Spans = spansHTML(l.Spans, h, x)
 		for _, m := range l.Markers {
-			hm := htmlMarker{X: x(m.Time), Y: float64(h) / 2, Kind: m.Kind, Count: max(m.Count, 1), Path: markerPath[m.Kind],
+			hm := htmlMarker{X: strconv.FormatFloat(x(m.Time), 'f', 2, 64), Y: float64(h) / 2, Kind: m.Kind, Count: max(m.Count, 1), Path: markerPath[m.Kind],
 				Title: fmt.Sprintf("#%d %s: %s", m.Seq, m.Time.UTC().Format(time.RFC3339), m.Summary)}
 			if m.Count > 1 {
 				hm.Title = fmt.Sprintf("%d× %s from %s to %s; newest: %s", m.Count, m.Kind, m.First.UTC().Format(time.RFC3339),
@@ -198,6 +190,44 @@ func (t *Timeline) WriteHTML(w io.Writer, title string) error {
 	}
 	page.Height = y + 8
 	return timelineTemplate.Execute(w, page)
+}
+
+// spansHTML writes a lane's span rects. The class names are the span
+// states (this package's constants, checked here); every other text is
+// escaped.
+func spansHTML(spans []Span, h int, x func(time.Time) float64) template.HTML {
+	var b strings.Builder
+	height := strconv.Itoa(h)
+	num := func(v float64) { b.WriteString(strconv.FormatFloat(v, 'f', 2, 64)) }
+	for _, s := range spans {
+		if _, ok := spanSeverity[s.State]; !ok {
+			continue
+		}
+		x0, x1 := x(s.Start), x(s.End)
+		b.WriteString(`<rect class="span s-`)
+		b.WriteString(s.State)
+		b.WriteString(`" x="`)
+		num(x0)
+		b.WriteString(`" y="0" width="`)
+		num(max(x1-x0, 1))
+		b.WriteString(`" height="`)
+		b.WriteString(height)
+		b.WriteString(`"><title>`)
+		b.WriteString(template.HTMLEscapeString(s.State + " " + s.Start.UTC().Format(time.RFC3339) + " → " + s.End.UTC().Format(time.RFC3339) +
+			" (" + roundDuration(s.End.Sub(s.Start)) + "): " + s.Detail))
+		b.WriteString("</title></rect>")
+		if _, ok := spanSeverity[s.Worst]; ok && s.Merged > 1 && s.Worst != s.State {
+			b.WriteString(`<rect class="stripe s-`)
+			b.WriteString(s.Worst)
+			b.WriteString(`" x="`)
+			num(x0)
+			b.WriteString(`" y="0" width="`)
+			num(max(x1-x0, 1))
+			b.WriteString(`" height="3"/>`)
+		}
+		b.WriteByte('\n')
+	}
+	return template.HTML(b.String()) // #nosec: built above, every log text escaped
 }
 
 // ticks places time-axis labels at a round step giving at most about 12.
@@ -301,8 +331,7 @@ svg text { font: 11px system-ui, sans-serif; fill: #222; }
 <text class="label" x="{{.LabelX}}" y="{{.TextY}}">{{.Label}}</text>
 <g transform="translate({{$.LabelW}},0)">
 <rect class="bg" x="0" y="0" width="{{$.Width}}" height="{{.H}}"/>
-{{$h := .H}}{{range .Spans}}<rect class="span s-{{.State}}" x="{{printf "%.2f" .X}}" y="0" width="{{printf "%.2f" .W}}" height="{{$h}}"><title>{{.Title}}</title></rect>{{if .Stripe}}<rect class="stripe s-{{.Stripe}}" x="{{printf "%.2f" .X}}" y="0" width="{{printf "%.2f" .W}}" height="3"/>{{end}}
-{{end}}{{range .Markers}}<g class="marker m-{{.Kind}}" transform="translate({{printf "%.2f" .X}},{{.Y}})" data-count="{{.Count}}"{{if .DiffID}} data-diff="{{.DiffID}}"{{end}}><title>{{.Title}}</title><path d="{{.Path}}"/>{{if .CountTxt}}<text class="count" x="5" y="-2">{{.CountTxt}}</text>{{end}}</g>
+{{.Spans}}{{range .Markers}}<g class="marker m-{{.Kind}}" transform="translate({{.X}},{{.Y}})" data-count="{{.Count}}"{{if .DiffID}} data-diff="{{.DiffID}}"{{end}}><title>{{.Title}}</title><path d="{{.Path}}"/>{{if .CountTxt}}<text class="count" x="5" y="-2">{{.CountTxt}}</text>{{end}}</g>
 {{end}}</g>
 </g>
 {{end}}</svg>
