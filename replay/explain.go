@@ -178,7 +178,7 @@ type versionFact struct {
 	seq         uint64
 	at          time.Time
 	uid, path   string
-	spec, diff  []byte
+	spec        []byte
 	diffText    string
 	changed     bool
 	restarts    int // exits of this version

@@ -281,7 +281,9 @@ func NewLineSink(w io.Writer) *LineSink { return &LineSink{w: bufio.NewWriterSiz
 // OpenLineFile appends to the file at path, first cutting a torn last line
 // left by a crash mid-write (what follows the cursor is written again).
 func OpenLineFile(path string) (*LineSink, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// O_APPEND: a rotation that truncates the file (logrotate's
+	// copytruncate) is followed by lines at its new end, not at a stale offset.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open export file: %w", err)
 	}
@@ -291,10 +293,6 @@ func OpenLineFile(path string) (*LineSink, error) {
 		return nil, fmt.Errorf("open export file %s: %w", path, err)
 	}
 	if err := f.Truncate(end); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open export file %s: %w", path, err)
-	}
-	if _, err := f.Seek(end, io.SeekStart); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open export file %s: %w", path, err)
 	}

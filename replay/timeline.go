@@ -287,14 +287,14 @@ type pendingMark struct {
 }
 
 type timelineBuilder struct {
-	st                         *projector.State
-	only                       string // pod filter
-	agent, runtime, apiserver  *laneBuilder
-	pods                       map[string]*podLanes
-	intents                    map[uint64]pendingMark
-	wasRunning, apiserverShown bool
-	px                         time.Duration
-	changes                    int
+	st                        *projector.State
+	only                      string // pod filter
+	agent, runtime, apiserver *laneBuilder
+	pods                      map[string]*podLanes
+	intents                   map[uint64]pendingMark
+	apiserverShown            bool
+	px                        time.Duration
+	changes                   int
 }
 
 func newTimelineBuilder(st *projector.State, since time.Time, only string, px time.Duration) *timelineBuilder {
