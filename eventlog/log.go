@@ -62,7 +62,7 @@ const SchemaVersion uint32 = 1
 // are thinned to one every sparseSnapshotEvery seqs.
 const (
 	maxSnapshots        = 3
-	sparseSnapshotEvery = 50_000
+	sparseSnapshotEvery = 25_000
 )
 
 // initialMmapSize is reserved address space, not memory: with it the mmap

@@ -81,7 +81,7 @@ func TestCompactedLogAlwaysKeepsTheSnapshotAtTheCut(t *testing.T) {
 }
 
 // TestOldSnapshotsAreThinnedNotAllDropped: beyond the newest three, one
-// snapshot at least every 50,000 seqs stays, so the state at any point of
+// snapshot at least every 25,000 seqs stays, so the state at any point of
 // a long log is a snapshot plus a bounded fold.
 func TestOldSnapshotsAreThinnedNotAllDropped(t *testing.T) {
 	ctx := context.Background()
@@ -105,7 +105,7 @@ func TestOldSnapshotsAreThinnedNotAllDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []uint64{50_000, 100_000, 150_000, 180_000, 190_000, 200_000}
+	want := []uint64{30_000, 60_000, 90_000, 120_000, 150_000, 180_000, 190_000, 200_000}
 	if !slices.Equal(got, want) {
 		t.Fatalf("snapshots %v, want %v", got, want)
 	}

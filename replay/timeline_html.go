@@ -197,6 +197,7 @@ func (t *Timeline) WriteHTML(w io.Writer, title string) error {
 // escaped.
 func spansHTML(spans []Span, h int, x func(time.Time) float64) template.HTML {
 	var b strings.Builder
+	b.Grow(len(spans) * 200)
 	height := strconv.Itoa(h)
 	num := func(v float64) { b.WriteString(strconv.FormatFloat(v, 'f', 2, 64)) }
 	for _, s := range spans {
