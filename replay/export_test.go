@@ -16,6 +16,7 @@ import (
 
 	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
@@ -211,6 +212,7 @@ func (o *otlpReceiver) records() (recs []*logspb.LogRecord, service string) {
 // an OTLP receiver once acknowledged, with its time, seq, type and pod as
 // attributes and its JSON line as the body; a refused export is retried.
 func TestOTLPExportCarriesSeqTypePodAndTheLineAsBody(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	ctx := context.Background()
 	n := newNode(t, false)
 	crashLoop(n)
@@ -261,4 +263,6 @@ func TestOTLPExportCarriesSeqTypePodAndTheLineAsBody(t *testing.T) {
 			t.Fatalf("record %d time %d event %q, want %d %q", i, r.TimeUnixNano, r.EventName, w.Time.UnixNano(), w.Type)
 		}
 	}
+	srv.Close()
+	n.Close()
 }
