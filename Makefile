@@ -25,7 +25,13 @@ run: build
 	  echo "no containerd at $$endpoint; starting the private one (hack/dev-containerd up)"; \
 	  endpoint=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-containerd up | tail -n 1) || exit 1; \
 	fi; \
-	mkdir -p $(DATA_DIR); \
+	mkdir -p $(DATA_DIR); touch $(DATA_DIR)/.started; \
+	( for i in $$(seq 1 300); do \
+	    if [ -S $(DATA_DIR)/ledgerlet.sock ] && [ $(DATA_DIR)/ledgerlet.sock -nt $(DATA_DIR)/.started ]; then \
+	      printf '\nledgerlet is running. In another shell, see what it does:\n  %s pods --data-dir %s\n  %s events -f --data-dir %s\n  %s timeline --text --since 1h --data-dir %s   (or -o timeline.html for the page)\n  %s explain NAMESPACE/NAME --data-dir %s\n\n' \
+	        $(BIN) $(DATA_DIR) $(BIN) $(DATA_DIR) $(BIN) $(DATA_DIR) $(BIN) $(DATA_DIR) >&2; exit 0; \
+	    fi; sleep 0.1; \
+	  done ) & \
 	exec $(BIN) run --pod-manifest-path $(CURDIR)/examples/manifests \
 	  --container-runtime-endpoint "$$endpoint" --data-dir $(DATA_DIR) \
 	  --pod-logs-dir $(DATA_DIR)/pods-logs --hostname-override $${NODE_NAME:-$$(hostname)}

@@ -366,7 +366,11 @@ func (w *writer) runJob(r *request) {
 // commitEvents writes the events of batch in one transaction and, once it is
 // committed and synced, wakes the callers and the subscribers.
 func (w *writer) commitEvents(batch []*request) {
-	t := max(time.Now().UnixNano(), w.lastTime)
+	now := time.Now
+	if w.l.clock != nil {
+		now = w.l.clock
+	}
+	t := max(now().UnixNano(), w.lastTime)
 	var newPods []string
 	err := w.writeBatch(batch, t, &newPods)
 	if err != nil {

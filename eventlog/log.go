@@ -46,6 +46,10 @@ type Options struct {
 	// NoSync skips fsync (benchmarks of non-durable paths and fast unit tests only).
 	NoSync bool
 	Logger *slog.Logger
+	// Clock stamps commits; nil means time.Now. A recorded history written
+	// again with its own times (golden tests, a generated month for
+	// benchmarks) sets it; times still never go backwards.
+	Clock func() time.Time
 }
 
 // DefaultMaxBatch is the group-commit cap used when Options.MaxBatch is zero.
@@ -54,8 +58,12 @@ const DefaultMaxBatch = 4096
 // SchemaVersion is the on-disk schema this package writes and understands.
 const SchemaVersion uint32 = 1
 
-// maxSnapshots is how many of the newest snapshots are kept.
-const maxSnapshots = 3
+// maxSnapshots is how many of the newest snapshots are kept; older ones
+// are thinned to one every sparseSnapshotEvery seqs.
+const (
+	maxSnapshots        = 3
+	sparseSnapshotEvery = 25_000
+)
 
 // initialMmapSize is reserved address space, not memory: with it the mmap
 // never has to grow (which would block on open read transactions) until the
@@ -89,6 +97,7 @@ type Log struct {
 	noSync   bool
 	maxBatch int
 	logger   *slog.Logger
+	clock    func() time.Time
 
 	// first and last are the retained range; they are published by the
 	// writer after each commit (under mu, together with notify).
@@ -221,6 +230,7 @@ func Open(path string, opts Options) (*Log, error) {
 		db:       db,
 		readOnly: opts.ReadOnly,
 		noSync:   opts.NoSync,
+		clock:    opts.Clock,
 		maxBatch: maxBatch,
 		logger:   logger,
 		notify:   make(chan struct{}),

@@ -79,3 +79,34 @@ func TestCompactedLogAlwaysKeepsTheSnapshotAtTheCut(t *testing.T) {
 	}
 	want("fully compacted", 200)
 }
+
+// TestOldSnapshotsAreThinnedNotAllDropped: beyond the newest three, one
+// snapshot at least every 25,000 seqs stays, so the state at any point of
+// a long log is a snapshot plus a bounded fold.
+func TestOldSnapshotsAreThinnedNotAllDropped(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, filepath.Join(t.TempDir(), "ledger.db"), eventlog.Options{NoSync: true})
+	batch := make([]eventlog.Event, 0, 1000)
+	for i := 0; i < 200_000; i++ {
+		batch = append(batch, obs("", i))
+		if len(batch) == cap(batch) {
+			if _, err := l.Append(ctx, batch...); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	for seq := uint64(10_000); seq <= 200_000; seq += 10_000 {
+		if err := l.SaveSnapshot(ctx, eventlog.Snapshot{Seq: seq, State: []byte("s")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.Snapshots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{30_000, 60_000, 90_000, 120_000, 150_000, 180_000, 190_000, 200_000}
+	if !slices.Equal(got, want) {
+		t.Fatalf("snapshots %v, want %v", got, want)
+	}
+}

@@ -40,7 +40,10 @@ func (l *Log) SaveSnapshot(ctx context.Context, s Snapshot) error {
 // pruneSnapshots keeps, for a log whose first retained seq is first, the
 // snapshot at first-1 (the base: a compacted log can only be replayed from
 // it) and the newest maxSnapshots after it. Snapshots before the base are
-// dropped: nothing in the log follows them.
+// dropped: nothing in the log follows them. Older periodic snapshots are
+// thinned rather than all dropped: one at least every sparseSnapshotEvery
+// seqs stays, so the state at any point of a long log (replay --at) is a
+// snapshot plus a bounded fold.
 func pruneSnapshots(tx *bolt.Tx, first uint64) error {
 	var base uint64 // snapshots with seq < base go
 	if first > 1 {
@@ -61,11 +64,18 @@ func pruneSnapshots(tx *bolt.Tx, first uint64) error {
 		}
 		periodic = append(periodic, bytes.Clone(k))
 	}
-	for len(periodic) > maxSnapshots {
-		if err := tx.Bucket(bucketSnapshots).Delete(periodic[0]); err != nil {
+	if len(periodic) <= maxSnapshots {
+		return nil
+	}
+	kept := base
+	for _, k := range periodic[:len(periodic)-maxSnapshots] {
+		if seq := binary.BigEndian.Uint64(k); len(k) == 8 && seq-kept >= sparseSnapshotEvery {
+			kept = seq
+			continue
+		}
+		if err := tx.Bucket(bucketSnapshots).Delete(k); err != nil {
 			return fmt.Errorf("drop snapshot: %w", err)
 		}
-		periodic = periodic[1:]
 	}
 	return nil
 }

@@ -177,6 +177,9 @@ func (s *State) ViewsAt(now int64) []PodView {
 	for _, k := range keys {
 		p := s.Pods[k]
 		v := p.View(now)
+		if spec := p.DecodeSpec(); v.IP == "" && spec != nil && spec.Spec.HostNetwork {
+			v.IP = s.Agent.NodeIP // the kubelet shows the node's address for host-network pods
+		}
 		s.mirrorState(p, &v)
 		out = append(out, v)
 	}

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -74,7 +75,10 @@ func index(vs []projector.PodView) map[string]projector.PodView {
 func flatten(v any) map[string]string {
 	b, _ := json.Marshal(v)
 	var x any
-	_ = json.Unmarshal(b, &x)
+	// Numbers as written: nanosecond times do not survive float64.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	_ = dec.Decode(&x)
 	out := map[string]string{}
 	var walk func(prefix string, x any)
 	walk = func(prefix string, x any) {

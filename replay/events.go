@@ -17,6 +17,21 @@ import (
 type Filter struct {
 	Pod          string // "namespace/name"; empty: all
 	Since, Until time.Time
+	Types        []string // event types (ContainerObserved, Intent…); empty: all
+}
+
+// MatchType: the filter names no type, or e's.
+func (f Filter) MatchType(e eventlog.Event) bool {
+	if len(f.Types) == 0 {
+		return true
+	}
+	t := e.Type()
+	for _, want := range f.Types {
+		if want == t {
+			return true
+		}
+	}
+	return false
 }
 
 // Range resolves the filter's times to an inclusive seq range (to == 0: the end).
@@ -53,6 +68,15 @@ func Events(ctx context.Context, r Reader, f Filter, fn func(eventlog.Event) err
 	}
 	if from > r.LastSeq() {
 		return nil
+	}
+	if len(f.Types) > 0 {
+		all := fn
+		fn = func(e eventlog.Event) error {
+			if !f.MatchType(e) {
+				return nil
+			}
+			return all(e)
+		}
 	}
 	if f.Pod != "" {
 		return r.ReadPod(ctx, f.Pod, from, to, fn)

@@ -43,7 +43,7 @@ func History(ctx context.Context, r Reader, pod string, f Filter) ([]Entry, erro
 			diff = ManifestDiff(prev, spec)
 			prev = spec
 		}
-		if e.Seq >= from {
+		if e.Seq >= from && f.MatchType(e) {
 			out = append(out, Entry{JSONEvent: ToJSON(e), Summary: Summary(e), Diff: diff})
 		}
 		return nil

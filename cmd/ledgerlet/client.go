@@ -20,7 +20,7 @@ import (
 type ledger interface {
 	Pods(ctx context.Context) ([]projector.PodView, error)
 	Events(ctx context.Context, f replay.Filter, follow bool, fn func(replay.Entry) error) error
-	History(ctx context.Context, pod string) ([]replay.Entry, error)
+	History(ctx context.Context, pod string, f replay.Filter) ([]replay.Entry, error)
 	Close() error
 }
 
@@ -68,8 +68,8 @@ func (a agentLedger) Events(ctx context.Context, f replay.Filter, follow bool, f
 	return asUsage(a.c.Events(ctx, f, follow, fn))
 }
 
-func (a agentLedger) History(ctx context.Context, pod string) ([]replay.Entry, error) {
-	v, err := a.c.History(ctx, pod)
+func (a agentLedger) History(ctx context.Context, pod string, f replay.Filter) ([]replay.Entry, error) {
+	v, err := a.c.History(ctx, pod, f)
 	return v, asUsage(err)
 }
 
@@ -114,8 +114,8 @@ func (o *offlineLedger) Events(ctx context.Context, f replay.Filter, follow bool
 	})
 }
 
-func (o *offlineLedger) History(ctx context.Context, pod string) ([]replay.Entry, error) {
-	return replay.History(ctx, o.log, pod, replay.Filter{})
+func (o *offlineLedger) History(ctx context.Context, pod string, f replay.Filter) ([]replay.Entry, error) {
+	return replay.History(ctx, o.log, pod, f)
 }
 
 func (o *offlineLedger) Close() error { return o.log.Close() }

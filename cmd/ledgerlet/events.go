@@ -18,6 +18,7 @@ func newEventsCmd() *cobra.Command {
 		rf           readFlags
 		pod          string
 		since, until string
+		types        []string
 		follow       bool
 	)
 	c := &cobra.Command{
@@ -30,6 +31,9 @@ func newEventsCmd() *cobra.Command {
 			}
 			f, err := parseFilter(pod, since, until, time.Now())
 			if err != nil {
+				return err
+			}
+			if f.Types, err = parseTypes(types); err != nil {
 				return err
 			}
 			l, err := rf.open()
@@ -61,8 +65,7 @@ func newEventsCmd() *cobra.Command {
 	}
 	rf.register(c)
 	c.Flags().StringVar(&pod, "pod", "", "only events of this pod (NAMESPACE/NAME)")
-	c.Flags().StringVar(&since, "since", "", "only events at or after this time (RFC3339, or a duration such as 1h meaning that long ago)")
-	c.Flags().StringVar(&until, "until", "", "only events at or before this time (RFC3339 or a duration ago)")
+	registerWindow(c, &since, &until, &types)
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events as they are appended")
 	return c
 }

@@ -4,12 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
 
 func newHistoryCmd() *cobra.Command {
-	var rf readFlags
+	var (
+		rf           readFlags
+		since, until string
+		types        []string
+	)
 	c := &cobra.Command{
 		Use:   "history NAMESPACE/NAME",
 		Short: "One pod's timeline, manifest diffs included",
@@ -22,16 +27,23 @@ func newHistoryCmd() *cobra.Command {
 			if !strings.Contains(pod, "/") {
 				return usagef("pod %q: want NAMESPACE/NAME", pod)
 			}
+			f, err := parseFilter("", since, until, time.Now())
+			if err != nil {
+				return err
+			}
+			if f.Types, err = parseTypes(types); err != nil {
+				return err
+			}
 			l, err := rf.open()
 			if err != nil {
 				return err
 			}
 			defer l.Close()
-			entries, err := l.History(cmd.Context(), pod)
+			entries, err := l.History(cmd.Context(), pod, f)
 			if err != nil {
 				return err
 			}
-			if len(entries) == 0 {
+			if len(entries) == 0 && f.Since.IsZero() && f.Until.IsZero() && len(f.Types) == 0 {
 				return usagef("the log holds no events for pod %s", pod)
 			}
 			w := cmd.OutOrStdout()
@@ -56,5 +68,6 @@ func newHistoryCmd() *cobra.Command {
 		},
 	}
 	rf.register(c)
+	registerWindow(c, &since, &until, &types)
 	return c
 }

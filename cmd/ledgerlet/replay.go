@@ -62,7 +62,7 @@ func newReplayCmd() *cobra.Command {
 	c.Flags().StringVar(&at, "at", "", "the state after every event at or before this RFC3339 time")
 	c.Flags().Uint64Var(&seq, "seq", 0, "the state after event N")
 	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	c.AddCommand(newReplayDiffCmd(), newReplayVerifyCmd())
+	c.AddCommand(newReplayDiffCmd(), newReplayVerifyCmd(), newReplayStepCmd())
 	return c
 }
 

@@ -26,6 +26,7 @@ type Generator struct {
 	pods    []*genPod
 	pending []pendingIntent  // intents awaiting their outcome, oldest first
 	gone    []eventlog.Event // removals the agent would observe next
+	maxGap  int              // milliseconds; gaps between events are uniform in [1, maxGap]
 }
 
 type pendingIntent struct {
@@ -48,7 +49,7 @@ type genPod struct {
 func New(seed uint64, npods int) *Generator {
 	g := &Generator{
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), maxGap: 2000,
 	}
 	for i := 0; i < npods; i++ {
 		ns := "default"
@@ -89,10 +90,18 @@ func (g *Generator) podJSON(p *genPod) []byte {
 		name, ns, p.uid, p.uid, strings.Join(cs, ",")))
 }
 
+// Pace sets the mean time between events. The default, about a second,
+// is a busy node (30 pods all crash-looping write about 70k events a day);
+// a node where a few pods misbehave writes one every several seconds.
+func (g *Generator) Pace(mean time.Duration) *Generator {
+	g.maxGap = max(int(2*mean/time.Millisecond), 2)
+	return g
+}
+
 // Next returns the next event, with Seq and Time set.
 func (g *Generator) Next() eventlog.Event {
 	g.seq++
-	g.now = g.now.Add(time.Duration(1+g.rng.IntN(2000)) * time.Millisecond)
+	g.now = g.now.Add(time.Duration(1+g.rng.IntN(g.maxGap)) * time.Millisecond)
 	e := g.next()
 	e.Seq, e.Time = g.seq, g.now
 	return e

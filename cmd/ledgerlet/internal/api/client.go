@@ -95,9 +95,11 @@ func (a *Client) Events(ctx context.Context, f replay.Filter, follow bool, fn fu
 	return decodeEntries(ctx, resp.Body, fn)
 }
 
-// History is one pod's timeline.
-func (a *Client) History(ctx context.Context, pod string) ([]replay.Entry, error) {
-	resp, err := a.get(ctx, "/v1/history", url.Values{"pod": {pod}})
+// History is one pod's timeline (the filter's times and types apply).
+func (a *Client) History(ctx context.Context, pod string, f replay.Filter) ([]replay.Entry, error) {
+	q := filterQuery(f)
+	q.Set("pod", pod)
+	resp, err := a.get(ctx, "/v1/history", q)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +155,9 @@ func filterQuery(f replay.Filter) url.Values {
 	}
 	if !f.Until.IsZero() {
 		q.Set("until", f.Until.Format(time.RFC3339Nano))
+	}
+	for _, t := range f.Types {
+		q.Add("type", t)
 	}
 	return q
 }

@@ -49,6 +49,7 @@ func (a *Server) handler() http.Handler {
 	mux.HandleFunc("GET /v1/events", a.events)
 	mux.HandleFunc("GET /v1/history", a.history)
 	mux.HandleFunc("GET /v1/backup", a.backup)
+	a.registerAudit(mux)
 	return mux
 }
 
@@ -76,6 +77,7 @@ func (a *Server) filter(r *http.Request) (replay.Filter, error) {
 			*p.t = t
 		}
 	}
+	f.Types = q["type"]
 	return f, nil
 }
 
@@ -108,7 +110,7 @@ func (a *Server) events(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
-		if f.Pod != "" && e.Pod != f.Pod {
+		if (f.Pod != "" && e.Pod != f.Pod) || !f.MatchType(e) {
 			continue
 		}
 		if !f.Until.IsZero() && e.Time.After(f.Until) {
@@ -129,7 +131,12 @@ func (a *Server) history(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, errors.New("pod is required"))
 		return
 	}
-	entries, err := replay.History(r.Context(), a.Log, pod, replay.Filter{})
+	f, err := a.filter(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	entries, err := replay.History(r.Context(), a.Log, pod, f)
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, err)
 		return
