@@ -42,10 +42,14 @@ func TestStepShowsWhatEachEventChanged(t *testing.T) {
 	}) {
 		t.Error("the edit's step lacks its manifest diff")
 	}
-	if !find("ManifestChanged", func(c replay.Change) bool { return c.Field == "uid" && c.From == apiserverV1.UID && c.To == apiserverV2.UID }) {
+	if !find("ManifestChanged", func(c replay.Change) bool {
+		return c.Field == "uid" && c.From == apiserverV1.UID && c.To == apiserverV2.UID
+	}) {
 		t.Error("the edit's step lacks the uid change")
 	}
-	if !find("ContainerObserved", func(c replay.Change) bool { return strings.HasPrefix(c.Field, "backoff.kube-apiserver.delay") && c.To == "40000000000" }) {
+	if !find("ContainerObserved", func(c replay.Change) bool {
+		return strings.HasPrefix(c.Field, "backoff.kube-apiserver.delay") && c.To == "40000000000"
+	}) {
 		t.Error("no step shows the back-off growing to 40s (in ns, as the state holds it)")
 	}
 	if !find("AgentStarted", func(c replay.Change) bool { return c.Field == "agent.running" && c.From == "false" && c.To == "true" }) {
