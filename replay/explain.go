@@ -113,15 +113,14 @@ func Explain(ctx context.Context, r Reader, opt ExplainOptions) (*Explanation, e
 // summary and the facts behind it. The order is the summary's: the pod's
 // own state first, then what surrounds it.
 //
-// Extension point: when probes land (ProbeResult transitions), a liveness
-// failure explains a restart — add a rule here that finds, for each exit in
-// podHistory.exits, the liveness transition to failure just before it, and
-// says "killed by its liveness probe (…)" instead of "exited".
+// A probe failure explains a restart (liveness, startup) or a container
+// that runs but is not ready (readiness): see probes.
 var explainRules = []func(*explainCase){
 	(*explainCase).agentDown,
 	(*explainCase).removal,
 	(*explainCase).runtimeLost,
 	(*explainCase).containers,
+	(*explainCase).probes,
 	(*explainCase).rejectedEdit,
 	(*explainCase).lastChange,
 	(*explainCase).mirror,
@@ -172,6 +171,15 @@ type podHistory struct {
 	intents    map[uint64]intentFact // by seq, until answered
 	failures   []failFact            // failed outcomes, oldest first
 	mirror     []failFact            // failed mirror outcomes
+	// probed: the newest probe transition by container instance and kind.
+	probed map[string]probeFact
+}
+
+type probeFact struct {
+	seq    uint64
+	at     time.Time
+	result pb.ProbeResult
+	output string
 }
 
 type versionFact struct {
@@ -250,6 +258,11 @@ func (h *podHistory) add(e eventlog.Event) {
 				v.firstExitAt = e.Time
 			}
 		}
+	case *pb.ContainerProbed:
+		if h.probed == nil {
+			h.probed = map[string]probeFact{}
+		}
+		h.probed[d.ContainerId+"/"+d.Probe] = probeFact{seq: e.Seq, at: e.Time, result: pb.ProbeResult(d.Result), output: d.Output}
 	case *pb.Intent:
 		h.intents[e.Seq] = intentFact{seq: e.Seq, at: e.Time, intent: d}
 	case *pb.Outcome:
@@ -676,4 +689,47 @@ func (x *Explanation) WriteText(w interface{ Write([]byte) (int, error) }) error
 	}
 	_, err := w.Write([]byte(b.String()))
 	return err
+}
+
+// probes explains what the container probes did: the newest instance that
+// ended because its liveness or startup probe failed, and a running
+// container whose readiness probe fails.
+func (c *explainCase) probes() {
+	if c.pod.Removed {
+		return
+	}
+	for _, cv := range c.view.Containers {
+		name := cv.Name
+		if exits := c.exitsOfCurrent(name); len(exits) > 0 {
+			last := exits[len(exits)-1]
+			for _, kind := range []pb.ProbeKind{pb.ProbeLiveness, pb.ProbeStartup} {
+				f, ok := c.h.probed[last.id+"/"+string(kind)]
+				if !ok || f.result != pb.ProbeFailure || f.at.After(last.at) {
+					continue
+				}
+				c.say("container `%s` was killed by its %s probe at %s (%s), then restarted under its back-off",
+					name, kind, ts(f.at), oneLineOutput(f.output))
+				c.fact(f.seq, f.at, "", "%s probe of container %s failed: %s", kind, name, oneLineOutput(f.output))
+				break
+			}
+		}
+		if cv.State != pb.StateRunning || cv.ContainerID == "" {
+			continue
+		}
+		if f, ok := c.h.probed[cv.ContainerID+"/"+string(pb.ProbeReadiness)]; ok && f.result == pb.ProbeFailure {
+			c.say("not ready: the readiness probe of container `%s` fails since %s (%s)", name, ts(f.at), oneLineOutput(f.output))
+			c.fact(f.seq, f.at, "", "readiness probe of container %s failed: %s", name, oneLineOutput(f.output))
+		}
+	}
+}
+
+func oneLineOutput(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i] + " …"
+	}
+	if s == "" {
+		return "no output"
+	}
+	return s
 }

@@ -32,6 +32,9 @@ var explainCases = []struct {
 		"being removed: its manifest /etc/kubernetes/manifests/cache-node1.yaml was removed", "stopping container `redis`", "grace period 60s, SIGKILL at"}},
 	{"runtime-unreachable", false, etcd.Key, runtimeLost, []string{
 		"the container runtime at unix:///run/containerd/containerd.sock is unreachable since", "connection refused", "what it last said stands"}},
+	{"liveness-kill", false, etcd.Key, livenessKill, []string{
+		"container `etcd` was killed by its liveness probe at", "HTTP probe failed with statuscode: 503",
+		"not ready: the readiness probe of container `etcd` fails since", "statuscode: 500"}},
 	{"mirror-apiserver-down", true, etcd.Key, mirrorApiserverDown, []string{
 		"mirror pod not in sync: the apiserver https://10.0.0.1:6443 is unreachable since", "the pod runs on regardless"}},
 }

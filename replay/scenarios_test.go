@@ -260,3 +260,24 @@ func mirrorApiserverDown(n *node) time.Time {
 	n.start(etcd.Key, etcd.UID, "etcd", etcd.Containers[0].Image, 1)
 	return n.Now.Add(30 * time.Second)
 }
+
+// livenessKill: etcd runs for an hour, hangs; its liveness probe fails, the
+// planner stops it and it is restarted. Then its readiness probe fails.
+func livenessKill(n *node) time.Time {
+	n.up(etcd)
+	started := n.Now
+	n.After(time.Hour)
+	name := etcd.Containers[0].Name
+	id := cid(etcd.UID, name, 0)
+	n.Add(etcd.Key, &pb.ContainerProbed{Uid: etcd.UID, Container: name, ContainerId: id, Probe: string(pb.ProbeLiveness),
+		Result: string(pb.ProbeFailure), Output: "HTTP probe failed with statuscode: 503", Consecutive: 8})
+	n.act(etcd.Key, &pb.Intent{Action: string(pb.ActionStopContainer), Uid: etcd.UID, Container: name, ContainerId: id, SandboxId: "sb-" + etcd.UID,
+		GracePeriodSeconds: 30, Reason: "liveness probe failed"}, 500*time.Millisecond, &pb.Outcome{Ok: true})
+	n.exit(etcd.Key, etcd.UID, name, 0, 137, "Killed", started)
+	n.After(10 * time.Second)
+	id2 := n.start(etcd.Key, etcd.UID, name, etcd.Containers[0].Image, 1)
+	n.After(30 * time.Second)
+	n.Add(etcd.Key, &pb.ContainerProbed{Uid: etcd.UID, Container: name, ContainerId: id2, Probe: string(pb.ProbeReadiness),
+		Result: string(pb.ProbeFailure), Output: "HTTP probe failed with statuscode: 500", Consecutive: 3})
+	return n.Now.Add(5 * time.Second)
+}
