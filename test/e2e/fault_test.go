@@ -91,9 +91,21 @@ func TestKill9TortureConvergesFastWithNothingLeft(t *testing.T) {
 		}
 		for _, p := range rp {
 			name := strings.TrimSuffix(p.Name, "-"+a.node)
-			if _, ok := want[name]; !ok || len(p.Sandboxes) != 1 || len(p.Containers) != 1 ||
-				p.Sandboxes[0].State != "ready" || p.Containers[0].State != "running" {
-				last = fmt.Sprintf("%s: %d sandboxes, %d containers", p.Name, len(p.Sandboxes), len(p.Containers))
+			// One running instance; the previous dead one may be kept for
+			// its last state and logs, as the kubelet keeps it.
+			running, other := 0, 0
+			for _, c := range p.Containers {
+				switch c.State {
+				case "running":
+					running++
+				case "exited":
+				default:
+					other++
+				}
+			}
+			if _, ok := want[name]; !ok || len(p.Sandboxes) != 1 || running != 1 || other != 0 || len(p.Containers) > 2 ||
+				p.Sandboxes[0].State != "ready" {
+				last = fmt.Sprintf("%s: %d sandboxes, %d containers (%d running)", p.Name, len(p.Sandboxes), len(p.Containers), running)
 				return false
 			}
 		}
@@ -177,12 +189,17 @@ func TestKill9TortureConvergesFastWithNothingLeft(t *testing.T) {
 		switch e["type"] {
 		case "Intent":
 			intents[e["seq"].(float64)] = d
-			obj := fmt.Sprint(d["action"], d["containerId"], d["sandboxId"], d["uid"], d["container"], d["attempt"])
-			perObjectMinute[obj+"@"+eventTime(e).Truncate(time.Minute).String()]++
 		case "Outcome":
 			in := intents[mustFloat(d["intentSeq"])]
 			if in != nil && in["action"] == "StartContainer" && d["ok"] == true {
 				started[fmt.Sprint(in["uid"], "/", in["container"], "/", in["attempt"])]++
+			}
+			// Retries after a recorded failure are what back-off bounds; a
+			// step cut short by a kill (Reconciled) is planned again at
+			// once, as it should be, and the torture kills often.
+			if in != nil && d["ok"] != true && d["reason"] != "Reconciled" {
+				obj := fmt.Sprint(in["action"], in["containerId"], in["sandboxId"], in["uid"], in["container"], in["attempt"])
+				perObjectMinute[obj+"@"+eventTime(e).Truncate(time.Minute).String()]++
 			}
 		}
 	}
@@ -193,8 +210,8 @@ func TestKill9TortureConvergesFastWithNothingLeft(t *testing.T) {
 	}
 	var busiest []string
 	for k, n := range perObjectMinute {
-		// A back-off from 1 s doubling allows at most ~7 tries of one step
-		// in a minute; crash recovery may re-plan a settled step once.
+		// A back-off from 1 s doubling allows at most ~7 failed tries of
+		// one step in a minute.
 		if n > 8 {
 			busiest = append(busiest, fmt.Sprintf("%s: %d", k, n))
 		}
