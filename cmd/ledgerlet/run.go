@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	agentpkg "github.com/ledgerlet/ledgerlet/cmd/ledgerlet/internal/agent"
 )
@@ -29,6 +30,8 @@ type runFlags struct {
 	httpCheckFrequency time.Duration
 	healthzBind        string
 	podLogsDir         string
+	containerLogMax    string
+	containerLogFiles  int
 	cgroupDriver       string
 	cgroupRoot         string
 	relistPeriod       time.Duration
@@ -65,6 +68,8 @@ func newRunCmd() *cobra.Command {
 	fl.DurationVar(&f.httpCheckFrequency, "http-check-frequency", 20*time.Second, "how often to poll --manifest-url")
 	fl.StringVar(&f.healthzBind, "healthz-bind-address", "127.0.0.1:10258", "address for /healthz and /metrics (empty: off)")
 	fl.StringVar(&f.podLogsDir, "pod-logs-dir", "/var/log/pods", "root of container logs")
+	fl.StringVar(&f.containerLogMax, "container-log-max-size", "10Mi", "rotate a container's log when it reaches this size (a quantity: 10Mi)")
+	fl.IntVar(&f.containerLogFiles, "container-log-max-files", 5, "keep at most this many log files per container, the live one included (at least 2)")
 	fl.StringVar(&f.cgroupDriver, "cgroup-driver", "cgroupfs", "cgroupfs or systemd; must match the runtime's")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", "/ledgerlet", "parent cgroup of every pod's cgroup")
 	fl.DurationVar(&f.relistPeriod, "relist-period", time.Second, "how often to re-list the container runtime")
@@ -92,6 +97,12 @@ func (f *runFlags) validate() error {
 	}
 	if f.nodeIP != "" && net.ParseIP(f.nodeIP) == nil {
 		return usagef("--node-ip %q: not an IP address", f.nodeIP)
+	}
+	if q, err := resource.ParseQuantity(f.containerLogMax); err != nil || q.Sign() <= 0 {
+		return usagef("--container-log-max-size %q: want a positive quantity such as 10Mi", f.containerLogMax)
+	}
+	if f.containerLogFiles < 2 {
+		return usagef("--container-log-max-files %d: must be at least 2", f.containerLogFiles)
 	}
 	if f.fileCheckFrequency <= 0 || f.httpCheckFrequency <= 0 {
 		return usagef("--file-check-frequency and --http-check-frequency must be positive")
@@ -124,6 +135,7 @@ func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) error {
 		PodManifestPath: f.podManifestPath, StrictManifestPermissions: f.strictPermissions, ManifestURL: f.manifestURL, ManifestURLHeaders: f.manifestURLHeaders,
 		FileCheckFrequency: f.fileCheckFrequency, HTTPCheckFrequency: f.httpCheckFrequency,
 		RuntimeEndpoint: f.runtimeEndpoint, RelistPeriod: f.relistPeriod, PodLogsDir: f.podLogsDir,
+		ContainerLogMaxSize: logMaxBytes(f.containerLogMax), ContainerLogMaxFiles: f.containerLogFiles,
 		CgroupDriver: f.cgroupDriver, CgroupRoot: f.cgroupRoot,
 		Kubeconfig: f.kubeconfig, RegisterNode: f.registerNode,
 		DataDir: f.dataDir, HealthzBind: f.healthzBind, SnapshotEvery: f.snapshotEvery,
@@ -152,4 +164,10 @@ func newLogger(level string) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// logMaxBytes is --container-log-max-size in bytes; validate has checked it.
+func logMaxBytes(q string) int64 {
+	v := resource.MustParse(q)
+	return v.Value()
 }

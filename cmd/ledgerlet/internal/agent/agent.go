@@ -44,8 +44,12 @@ type Config struct {
 	RuntimeEndpoint string
 	RelistPeriod    time.Duration
 	PodLogsDir      string
-	CgroupDriver    string
-	CgroupRoot      string
+	// ContainerLogMaxSize and ContainerLogMaxFiles bound each container's
+	// log under PodLogsDir (the kubelet's containerLogMaxSize/Files).
+	ContainerLogMaxSize  int64
+	ContainerLogMaxFiles int
+	CgroupDriver         string
+	CgroupRoot           string
 
 	Kubeconfig   string
 	RegisterNode bool
