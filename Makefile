@@ -50,6 +50,7 @@ test-e2e:
 	case "$$kubeconfig" in KUBECONFIG_ADMIN=/*) ;; *) echo "hack/dev-apiserver up failed" >&2; exit 1 ;; esac; \
 	LEDGERLET_CRI_ENDPOINT=$$endpoint LEDGERLET_TEST_REGISTRY_IMAGE=$$image LEDGERLET_E2E_RESTART_CONTAINERD=1 \
 	LEDGERLET_APISERVER_KUBECONFIG_ADMIN=$${kubeconfig#KUBECONFIG_ADMIN=} LEDGERLET_DEV_APISERVER=$(CURDIR)/hack/dev-apiserver \
+	LEDGERLET_DEV_CONTROLPLANE=$(CURDIR)/hack/dev-controlplane \
 	  $(GO) test -count=1 -p 1 -timeout 40m ./runtime/... ./test/e2e/...
 
 fuzz:

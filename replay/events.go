@@ -188,6 +188,9 @@ func Summary(e eventlog.Event) string {
 		if d.MirrorUid != "" {
 			s += " mirror " + d.MirrorUid
 		}
+		if pb.Action(d.Action) == pb.ActionStopContainer {
+			s += fmt.Sprintf(" (grace %ds)", d.GracePeriodSeconds)
+		}
 		if d.Reason != "" {
 			s += ": " + d.Reason
 		}

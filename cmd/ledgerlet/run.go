@@ -19,6 +19,7 @@ import (
 
 // runFlags are the agent's flags, named as the kubelet's where the meaning is the same.
 type runFlags struct {
+	configFile         string
 	podManifestPath    string
 	manifestURL        string
 	manifestURLHeaders []string
@@ -55,6 +56,7 @@ func newRunCmd() *cobra.Command {
 		},
 	}
 	fl := c.Flags()
+	fl.StringVar(&f.configFile, "config", "", "the kubelet's configuration file (KubeletConfiguration, as kubeadm writes it); flags given on the command line override it")
 	fl.StringVar(&f.podManifestPath, "pod-manifest-path", "", "directory (non-recursive) or file of static pod manifests")
 	fl.StringVar(&f.manifestURL, "manifest-url", "", "URL serving a Pod or a PodList")
 	fl.StringArrayVar(&f.manifestURLHeaders, "manifest-url-header", nil, "HTTP header for --manifest-url as 'Key:Value' (repeatable; 'a:x,b:y' also accepted)")
@@ -123,6 +125,12 @@ func (f *runFlags) nodeName() (string, error) {
 }
 
 func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) error {
+	logger := newLogger(f.logLevel)
+	if f.configFile != "" {
+		if err := applyKubeletConfig(f.configFile, fs, logger); err != nil {
+			return err
+		}
+	}
 	if err := f.validate(); err != nil {
 		return err
 	}
@@ -140,7 +148,7 @@ func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) error {
 		Kubeconfig: f.kubeconfig, RegisterNode: f.registerNode,
 		DataDir: f.dataDir, HealthzBind: f.healthzBind, SnapshotEvery: f.snapshotEvery,
 		RetentionAge: f.retentionAge, RetentionBytes: f.retentionBytes,
-		Logger: newLogger(f.logLevel),
+		Logger: logger,
 	})
 	var ce agentpkg.ConfigError
 	if errors.As(err, &ce) {

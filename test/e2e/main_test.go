@@ -61,6 +61,9 @@ type agent struct {
 	cmd       *exec.Cmd
 	stderr    string
 	extra     []string
+	// runArgs, when set, replace the flags start gives (all but --data-dir):
+	// for agents configured as an operator would (--config).
+	runArgs []string
 }
 
 func newAgent(t testing.TB, extra ...string) *agent {
@@ -89,6 +92,9 @@ func (a *agent) start() {
 	args := append([]string{"run", "--data-dir", a.dataDir, "--pod-manifest-path", a.manifests,
 		"--hostname-override", a.node, "--container-runtime-endpoint", endpoint, "--pod-logs-dir", a.logs,
 		"--healthz-bind-address", "", "--relist-period", "250ms", "--file-check-frequency", "2s", "--v", "debug"}, a.extra...)
+	if a.runArgs != nil {
+		args = append([]string{"run", "--data-dir", a.dataDir}, a.runArgs...)
+	}
 	a.cmd = exec.Command(binary, args...)
 	a.stderr = filepath.Join(filepath.Dir(a.dataDir), fmt.Sprintf("agent-%d.log", time.Now().UnixNano()))
 	f, err := os.Create(a.stderr)

@@ -79,7 +79,7 @@ spec:
 		t.Fatalf("first probe event %v: want a liveness failure after 3 in a row", d)
 	}
 	h := a.history("sick")
-	for _, want := range []string{"liveness probe of main", "intent StopContainer main: liveness probe failed"} {
+	for _, want := range []string{"liveness probe of main", "intent StopContainer main (grace 1s): liveness probe failed"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("history does not show %q:\n%s", want, h)
 		}
