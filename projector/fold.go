@@ -190,6 +190,7 @@ func (s *State) apply(e eventlog.Event) bool {
 			Pod: e.Pod, Action: pb.Action(d.Action), UID: d.Uid, Container: d.Container, Attempt: d.Attempt,
 			SandboxID: d.SandboxId, ContainerID: d.ContainerId, Grace: d.GracePeriodSeconds, At: now,
 			MirrorUID: d.MirrorUid, ConfigHash: d.ConfigHash, StatusHash: d.StatusHash, RemovePodData: d.RemovePodData,
+			StatusDigest: d.StatusDigest,
 		}
 		if p := s.Pods[e.Pod]; p != nil {
 			in.Generation = p.Generation
@@ -231,7 +232,8 @@ func (s *State) apply(e eventlog.Event) bool {
 		// A mirror with no static pod gets a placeholder (not desired), so
 		// the planner removes it once the sources have listed.
 		p := s.pod(e.Pod, now)
-		m := &Mirror{UID: d.MirrorUid, ConfigMirror: d.ConfigMirror, Deleting: d.Deleting, Phase: d.Phase, Since: now}
+		m := &Mirror{UID: d.MirrorUid, ConfigMirror: d.ConfigMirror, Deleting: d.Deleting, Phase: d.Phase, Since: now,
+			ObservedDigest: d.StatusDigest}
 		if p.Mirror != nil && p.Mirror.UID == d.MirrorUid {
 			m.StatusHash = p.Mirror.StatusHash
 		}

@@ -404,3 +404,39 @@ func TestMirrorStatusFollowsReadiness(t *testing.T) {
 		t.Fatal("not ready after its readiness probe succeeded")
 	}
 }
+
+// TestMirrorStatusChangedByAnotherWriterIsPublishedAgain: the node
+// lifecycle controller marks every pod of a node it thought lost NotReady
+// and leaves it to the node to say otherwise. A mirror whose status in the
+// apiserver no longer reads as published is published again — once.
+func TestMirrorStatusChangedByAnotherWriterIsPublishedAgain(t *testing.T) {
+	w := newWorld(t)
+	w.mirrorsReady()
+	w.desire("u1", podSpec("Always", nil, "a"))
+	mirror := func() *pb.Intent { return w.decisions()[pb.LaneMirror] }
+	iseq := w.apply(pk, mirror())
+	w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: true, MirrorUid: "m1"})
+	st := mirror()
+	if st == nil || st.StatusDigest == "" {
+		t.Fatalf("status intent without a digest: %v", st)
+	}
+	iseq = w.apply(pk, st)
+	w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: true})
+	// The watch shows what was published: nothing to do.
+	w.apply(pk, &pb.MirrorObserved{MirrorUid: "m1", ConfigMirror: "u1", Phase: "Pending", StatusDigest: st.StatusDigest})
+	if in := mirror(); in != nil {
+		t.Fatalf("mirror reads as published, planned %v", in)
+	}
+	// Another writer changes it.
+	other := projector.MirrorStatusDigest(w.s.Pods[pk].APIStatus("192.0.2.10")) + "-changed"
+	w.apply(pk, &pb.MirrorObserved{MirrorUid: "m1", ConfigMirror: "u1", Phase: "Pending", StatusDigest: other})
+	again := mirror()
+	if again == nil || pb.Action(again.Action) != pb.ActionMirrorStatus || again.Reason != "mirror status changed by another writer" {
+		t.Fatalf("after another writer: planned %v", again)
+	}
+	iseq = w.apply(pk, again)
+	w.apply(pk, &pb.Outcome{IntentSeq: iseq, Ok: true})
+	if in := mirror(); in != nil {
+		t.Fatalf("published again, then planned %v", in)
+	}
+}

@@ -189,8 +189,19 @@ func (p *Pod) planMirror(nodeIP string, now int64) (*pb.Intent, int64) {
 	case m == nil && desired:
 		return &pb.Intent{Action: string(pb.ActionMirrorCreate), Uid: p.UID, ConfigHash: p.ConfigHash, Reason: "no mirror pod"}, 0
 	case m != nil:
-		if h := StatusHash(p.APIStatus(nodeIP)); h != m.StatusHash {
-			return &pb.Intent{Action: string(pb.ActionMirrorStatus), Uid: p.UID, MirrorUid: m.UID, StatusHash: h, Reason: "status changed"}, 0
+		st := p.APIStatus(nodeIP)
+		h, dg := StatusHash(st), MirrorStatusDigest(st)
+		if h != m.StatusHash {
+			return &pb.Intent{Action: string(pb.ActionMirrorStatus), Uid: p.UID, MirrorUid: m.UID, StatusHash: h, StatusDigest: dg,
+				Reason: "status changed"}, 0
+		}
+		// What was published was since changed by another writer (the node
+		// lifecycle controller marks every pod of a node it thought lost
+		// NotReady, and leaves it to the node to say otherwise): publish again,
+		// as the kubelet's status manager reconciles against the apiserver.
+		if m.ObservedDigest != "" && m.ObservedDigest != dg {
+			return &pb.Intent{Action: string(pb.ActionMirrorStatus), Uid: p.UID, MirrorUid: m.UID, StatusHash: h, StatusDigest: dg,
+				Reason: "mirror status changed by another writer"}, 0
 		}
 	}
 	return nil, 0
@@ -856,6 +867,9 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	case pb.ActionMirrorStatus:
 		if p.Mirror != nil && p.Mirror.UID == in.MirrorUID {
 			p.Mirror.StatusHash = in.StatusHash
+			if in.StatusDigest != "" {
+				p.Mirror.ObservedDigest = in.StatusDigest
+			}
 		}
 	}
 }

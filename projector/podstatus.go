@@ -109,6 +109,50 @@ func StatusHash(st corev1.PodStatus) string {
 	return hex.EncodeToString(sum[:])[:16]
 }
 
+// digestConditions are the pod conditions the node publishes; others (set by
+// controllers: DisruptionTarget, readiness gates) are not the node's to undo.
+var digestConditions = map[corev1.PodConditionType]bool{
+	corev1.PodReady: true, corev1.ContainersReady: true, corev1.PodInitialized: true,
+	corev1.PodScheduled: true, corev1.PodReadyToStartContainers: true,
+}
+
+// MirrorStatusDigest identifies the part of a status that the node decides
+// and that round-trips through the apiserver unchanged: the phase, the
+// node's condition statuses, and each container's ID, state, readiness and
+// restart count. The mirror watcher digests what the apiserver holds, the
+// planner what the node would publish; a difference is another writer's.
+func MirrorStatusDigest(st corev1.PodStatus) string {
+	var b strings.Builder
+	b.WriteString(string(st.Phase))
+	conds := make([]string, 0, len(st.Conditions))
+	for _, c := range st.Conditions {
+		if digestConditions[c.Type] {
+			conds = append(conds, string(c.Type)+"="+string(c.Status))
+		}
+	}
+	sort.Strings(conds)
+	for _, c := range conds {
+		b.WriteString("|" + c)
+	}
+	for _, list := range [][]corev1.ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses} {
+		cs := make([]string, 0, len(list))
+		for _, c := range list {
+			state := "waiting"
+			switch {
+			case c.State.Running != nil:
+				state = "running"
+			case c.State.Terminated != nil:
+				state = "terminated"
+			}
+			cs = append(cs, fmt.Sprintf("%s,%s,%s,%t,%d", c.Name, c.ContainerID, state, c.Ready, c.RestartCount))
+		}
+		sort.Strings(cs)
+		b.WriteString("#" + strings.Join(cs, ";"))
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
 // observedSpec stands in for the spec of a pod the manifests never named
 // (an orphan being torn down): its containers as the runtime shows them.
 func observedSpec(p *Pod) corev1.PodSpec {

@@ -269,6 +269,9 @@ type Mirror struct {
 	Since        int64  `json:"since"`
 	// StatusHash is the last status published to this mirror (StatusHash of APIStatus).
 	StatusHash string `json:"statusHash,omitempty"`
+	// ObservedDigest is MirrorStatusDigest of the mirror's status as last
+	// observed in the apiserver (or as published, until observed).
+	ObservedDigest string `json:"observedDigest,omitempty"`
 }
 
 // Action is an intent and, once recorded, its outcome.
@@ -300,6 +303,8 @@ type PendingIntent struct {
 	MirrorUID   string    `json:"mirrorUID,omitempty"`
 	ConfigHash  string    `json:"configHash,omitempty"`
 	StatusHash  string    `json:"statusHash,omitempty"`
+	// StatusDigest: MirrorStatus's MirrorStatusDigest of what it publishes.
+	StatusDigest string `json:"statusDigest,omitempty"`
 	// RemovePodData: a RemoveSandbox that takes the pod's data with it.
 	RemovePodData bool `json:"removePodData,omitempty"`
 	// StartContainer: the spec it starts has a postStart / preStop hook.

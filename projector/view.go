@@ -215,7 +215,8 @@ func (s *State) mirrorState(p *Pod, v *PodView) {
 		m.State = "deleting"
 	case !m.Current:
 		m.State = "outdated"
-	case p.Mirror.StatusHash != StatusHash(p.APIStatus(s.Agent.NodeIP)):
+	case p.Mirror.StatusHash != StatusHash(p.APIStatus(s.Agent.NodeIP)),
+		p.Mirror.ObservedDigest != "" && p.Mirror.ObservedDigest != MirrorStatusDigest(p.APIStatus(s.Agent.NodeIP)):
 		m.State = "status pending"
 	default:
 		m.State = "synced"

@@ -22,6 +22,9 @@ func (r *Runtime) RunPodSandbox(ctx context.Context, pod *corev1.Pod, attempt ui
 	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
 		return "", fmt.Errorf("start sandbox for %s: create log directory: %w", podString(pod), err)
 	}
+	if err := r.ensurePodCgroup(pod); err != nil {
+		return "", fmt.Errorf("start sandbox for %s: pod cgroup: %w", podString(pod), err)
+	}
 	ctx, cancel := r.callCtx(ctx)
 	defer cancel()
 	resp, err := r.rs.RunPodSandbox(ctx, &criv1.RunPodSandboxRequest{Config: cfg})

@@ -1811,6 +1811,9 @@ type Intent struct {
 	// RemoveSandbox: this is the last sandbox of a UID that is no longer
 	// desired, so the pod's cgroup and data (emptyDirs) go with it.
 	RemovePodData bool `protobuf:"varint,15,opt,name=remove_pod_data,json=removePodData,proto3" json:"remove_pod_data,omitempty"`
+	// MirrorStatus: MirrorStatusDigest of the status the patch publishes, what
+	// the mirror reads once it is applied.
+	StatusDigest  string `protobuf:"bytes,16,opt,name=status_digest,json=statusDigest,proto3" json:"status_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1950,6 +1953,13 @@ func (x *Intent) GetRemovePodData() bool {
 	return false
 }
 
+func (x *Intent) GetStatusDigest() string {
+	if x != nil {
+		return x.StatusDigest
+	}
+	return ""
+}
+
 // The result of an intent's effect. `intent_seq` names the Intent event.
 type Outcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2061,11 +2071,15 @@ func (x *Outcome) GetReason() string {
 
 // A mirror pod of this node, as the apiserver watch shows it (changes only).
 type MirrorObserved struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MirrorUid     string                 `protobuf:"bytes,1,opt,name=mirror_uid,json=mirrorUid,proto3" json:"mirror_uid,omitempty"`
-	ConfigMirror  string                 `protobuf:"bytes,2,opt,name=config_mirror,json=configMirror,proto3" json:"config_mirror,omitempty"` // kubernetes.io/config.mirror on the mirror
-	Deleting      bool                   `protobuf:"varint,3,opt,name=deleting,proto3" json:"deleting,omitempty"`                            // deletionTimestamp is set
-	Phase         string                 `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	MirrorUid    string                 `protobuf:"bytes,1,opt,name=mirror_uid,json=mirrorUid,proto3" json:"mirror_uid,omitempty"`
+	ConfigMirror string                 `protobuf:"bytes,2,opt,name=config_mirror,json=configMirror,proto3" json:"config_mirror,omitempty"` // kubernetes.io/config.mirror on the mirror
+	Deleting     bool                   `protobuf:"varint,3,opt,name=deleting,proto3" json:"deleting,omitempty"`                            // deletionTimestamp is set
+	Phase        string                 `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
+	// MirrorStatusDigest of the mirror's status as the apiserver holds it:
+	// another writer (the node lifecycle controller marking pods NotReady, a
+	// user) is seen when it differs from what the node would publish.
+	StatusDigest  string `protobuf:"bytes,5,opt,name=status_digest,json=statusDigest,proto3" json:"status_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2124,6 +2138,13 @@ func (x *MirrorObserved) GetDeleting() bool {
 func (x *MirrorObserved) GetPhase() string {
 	if x != nil {
 		return x.Phase
+	}
+	return ""
+}
+
+func (x *MirrorObserved) GetStatusDigest() string {
+	if x != nil {
+		return x.StatusDigest
 	}
 	return ""
 }
@@ -2521,7 +2542,7 @@ const file_events_proto_rawDesc = "" +
 	"\x05probe\x18\x04 \x01(\tR\x05probe\x12\x16\n" +
 	"\x06result\x18\x05 \x01(\tR\x06result\x12\x16\n" +
 	"\x06output\x18\x06 \x01(\tR\x06output\x12 \n" +
-	"\vconsecutive\x18\a \x01(\rR\vconsecutive\"\xdf\x03\n" +
+	"\vconsecutive\x18\a \x01(\rR\vconsecutive\"\x84\x04\n" +
 	"\x06Intent\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1c\n" +
@@ -2542,7 +2563,8 @@ const file_events_proto_rawDesc = "" +
 	"configHash\x12\x1f\n" +
 	"\vstatus_hash\x18\x0e \x01(\tR\n" +
 	"statusHash\x12&\n" +
-	"\x0fremove_pod_data\x18\x0f \x01(\bR\rremovePodData\"\xf4\x01\n" +
+	"\x0fremove_pod_data\x18\x0f \x01(\bR\rremovePodData\x12#\n" +
+	"\rstatus_digest\x18\x10 \x01(\tR\fstatusDigest\"\xf4\x01\n" +
 	"\aOutcome\x12\x1d\n" +
 	"\n" +
 	"intent_seq\x18\x01 \x01(\x04R\tintentSeq\x12\x0e\n" +
@@ -2555,13 +2577,14 @@ const file_events_proto_rawDesc = "" +
 	"\x02ip\x18\a \x01(\tR\x02ip\x12\x1d\n" +
 	"\n" +
 	"mirror_uid\x18\b \x01(\tR\tmirrorUid\x12\x16\n" +
-	"\x06reason\x18\t \x01(\tR\x06reason\"\x86\x01\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\"\xab\x01\n" +
 	"\x0eMirrorObserved\x12\x1d\n" +
 	"\n" +
 	"mirror_uid\x18\x01 \x01(\tR\tmirrorUid\x12#\n" +
 	"\rconfig_mirror\x18\x02 \x01(\tR\fconfigMirror\x12\x1a\n" +
 	"\bdeleting\x18\x03 \x01(\bR\bdeleting\x12\x14\n" +
-	"\x05phase\x18\x04 \x01(\tR\x05phase\"+\n" +
+	"\x05phase\x18\x04 \x01(\tR\x05phase\x12#\n" +
+	"\rstatus_digest\x18\x05 \x01(\tR\fstatusDigest\"+\n" +
 	"\n" +
 	"MirrorGone\x12\x1d\n" +
 	"\n" +

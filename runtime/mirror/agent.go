@@ -112,9 +112,13 @@ type Agent struct {
 	conn atomic.Pointer[connection]
 
 	// Run's own state; Run is not reentrant.
-	running  atomic.Bool
-	recorded connState           // connection condition as last appended
-	appended map[string]observed // by pod key: the observer's last word in this run
+	running atomic.Bool
+	// started and runtimeSeen decide whether the runtime's readiness is a
+	// fact of this process yet (see statusReporter.sync).
+	started     time.Time
+	runtimeSeen atomic.Bool
+	recorded    connState           // connection condition as last appended
+	appended    map[string]observed // by pod key: the observer's last word in this run
 }
 
 type connection struct {
@@ -187,7 +191,7 @@ func newAgent(_ context.Context, cfg Config, host string, client, watcher kubern
 	return &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "mirror", "apiserver", host),
 		host: host, facts: facts, client: client, watcher: watcher,
-		appended: map[string]observed{},
+		appended: map[string]observed{}, started: time.Now(),
 	}, nil
 }
 

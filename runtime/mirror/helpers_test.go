@@ -79,7 +79,8 @@ func (r *memRecorder) known() map[string]projector.Mirror {
 	for _, ev := range r.events() {
 		switch d := ev.Data.(type) {
 		case *pb.MirrorObserved:
-			out[ev.Pod] = projector.Mirror{UID: d.MirrorUid, ConfigMirror: d.ConfigMirror, Deleting: d.Deleting, Phase: d.Phase}
+			out[ev.Pod] = projector.Mirror{UID: d.MirrorUid, ConfigMirror: d.ConfigMirror, Deleting: d.Deleting, Phase: d.Phase,
+				ObservedDigest: d.StatusDigest}
 		case *pb.MirrorGone:
 			if out[ev.Pod].UID == d.MirrorUid {
 				delete(out, ev.Pod)
@@ -206,6 +207,12 @@ func staticPod(name, hash string) *corev1.Pod {
 }
 
 // mirror is a mirror pod of this node as the apiserver holds it.
+// pendingDigest is MirrorStatusDigest of mirror()'s status.
+var pendingDigest = projector.MirrorStatusDigest(corev1.PodStatus{Phase: corev1.PodPending})
+
+// runningDigest is that of a mirror whose phase is Running and nothing else.
+var runningDigest = projector.MirrorStatusDigest(corev1.PodStatus{Phase: corev1.PodRunning})
+
 func mirror(name, uid, hash string) *corev1.Pod {
 	pod := staticPod(name, hash)
 	pod.UID, pod.ResourceVersion = types.UID(uid), ""

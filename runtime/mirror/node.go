@@ -94,13 +94,32 @@ func (r *statusReporter) run(ctx context.Context) error {
 			}
 			r.a.log.Warn("node status not reported", "err", err)
 		}
-		if !sleep(ctx, r.a.cfg.RenewInterval) {
+		// Until this process has seen the runtime, look again soon: the
+		// first report waits for that fact, not for the next interval.
+		wait := r.a.cfg.RenewInterval
+		if !r.a.runtimeSeen.Load() {
+			wait = min(wait, 250*time.Millisecond)
+		}
+		if !sleep(ctx, wait) {
 			return nil
 		}
 	}
 }
 
+// RuntimeReadinessGrace is how long after the agent starts a runtime not yet
+// connected is not reported as the node being NotReady: until this process
+// has seen the runtime, its readiness is not a fact of this run. Reporting the
+// node NotReady at every restart of the agent would have the node lifecycle
+// controller mark every pod on it NotReady (MarkPodsNotReady), taking the
+// control plane's own pods out of their endpoints.
+const RuntimeReadinessGrace = 10 * time.Second
+
 func (r *statusReporter) sync(ctx context.Context, now time.Time) error {
+	if r.a.cfg.RuntimeReady() {
+		r.a.runtimeSeen.Store(true)
+	} else if !r.a.runtimeSeen.Load() && time.Since(r.a.started) < RuntimeReadinessGrace {
+		return nil // the lease keeps the node alive meanwhile
+	}
 	want := r.a.desiredStatus(r.current.Status, now)
 	if !r.reported.IsZero() && now.Sub(r.reported) < r.a.cfg.NodeStatusReport && sameStatus(r.current.Status, want) {
 		return nil

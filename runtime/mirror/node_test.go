@@ -129,3 +129,58 @@ func TestMachineFiles(t *testing.T) {
 }
 
 func newQuantity(n int64) *resource.Quantity { return resource.NewQuantity(n, resource.DecimalSI) }
+
+// TestNodeIsNotReportedNotReadyBeforeTheRuntimeIsSeen: after a restart of the
+// agent the runtime's readiness is not yet a fact of this run; reporting the
+// node NotReady then would have the node lifecycle controller mark every pod
+// of the node NotReady. Nothing is reported until the runtime is seen, or
+// the grace has passed.
+func TestNodeIsNotReportedNotReadyBeforeTheRuntimeIsSeen(t *testing.T) {
+	defer verifyNoLeaks(t)
+	ready := false
+	cur := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode}, Status: corev1.NodeStatus{
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+	}}
+	client := fakeClient(cur)
+	a := testAgent(t, client, newMemRecorder(), true, func(c *Config) { c.RuntimeReady = func() bool { return ready } })
+	r := newStatusReporter(a, cur)
+	patches := func() int {
+		n := 0
+		for _, act := range client.Actions() {
+			if act.GetVerb() == "patch" {
+				n++
+			}
+		}
+		return n
+	}
+	if err := r.sync(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := patches(); n != 0 {
+		t.Fatalf("reported the node (%d patches) before the runtime was seen in this run", n)
+	}
+	ready = true
+	if err := r.sync(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := patches(); n != 1 {
+		t.Fatalf("%d patches once the runtime was seen, want 1", n)
+	}
+	// Seen once, a runtime that goes away is reported at once.
+	ready = false
+	if err := r.sync(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := patches(); n != 2 {
+		t.Fatalf("%d patches after the runtime went away, want 2", n)
+	}
+	// Never seen: after the grace, NotReady is the truth and is reported.
+	b := testAgent(t, client, newMemRecorder(), true, func(c *Config) { c.RuntimeReady = func() bool { return false } })
+	b.started = time.Now().Add(-RuntimeReadinessGrace - time.Second)
+	if err := newStatusReporter(b, cur).sync(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := patches(); n != 3 {
+		t.Fatalf("%d patches after the grace with no runtime, want 3", n)
+	}
+}

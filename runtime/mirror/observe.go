@@ -158,7 +158,8 @@ func (a *Agent) commit(ctx context.Context, evs []eventlog.Event) error {
 	for _, ev := range evs {
 		switch d := ev.Data.(type) {
 		case *pb.MirrorObserved:
-			a.appended[ev.Pod] = observed{mirror: projector.Mirror{UID: d.MirrorUid, ConfigMirror: d.ConfigMirror, Deleting: d.Deleting, Phase: d.Phase}}
+			a.appended[ev.Pod] = observed{mirror: projector.Mirror{UID: d.MirrorUid, ConfigMirror: d.ConfigMirror, Deleting: d.Deleting, Phase: d.Phase,
+				ObservedDigest: d.StatusDigest}}
 		case *pb.MirrorGone:
 			a.appended[ev.Pod] = observed{gone: true, mirror: projector.Mirror{UID: d.MirrorUid}}
 		}
@@ -250,6 +251,7 @@ func mirrorOf(node string, pod *corev1.Pod) (projector.Mirror, bool) {
 	return projector.Mirror{
 		UID: string(pod.UID), ConfigMirror: hash,
 		Deleting: pod.DeletionTimestamp != nil, Phase: string(pod.Status.Phase),
+		ObservedDigest: projector.MirrorStatusDigest(pod.Status),
 	}, true
 }
 
@@ -264,12 +266,14 @@ func countMirrors(node string, pods []corev1.Pod) int {
 }
 
 func sameMirror(a, b projector.Mirror) bool {
-	return a.UID == b.UID && a.ConfigMirror == b.ConfigMirror && a.Deleting == b.Deleting && a.Phase == b.Phase
+	return a.UID == b.UID && a.ConfigMirror == b.ConfigMirror && a.Deleting == b.Deleting && a.Phase == b.Phase &&
+		a.ObservedDigest == b.ObservedDigest
 }
 
 func observedEvent(key string, m projector.Mirror) eventlog.Event {
 	return eventlog.Event{Pod: key, Data: &pb.MirrorObserved{
 		MirrorUid: m.UID, ConfigMirror: m.ConfigMirror, Deleting: m.Deleting, Phase: m.Phase,
+		StatusDigest: m.ObservedDigest,
 	}}
 }
 

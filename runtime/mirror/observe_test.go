@@ -31,7 +31,7 @@ func TestListedAppendsOnlyChanges(t *testing.T) {
 	}{
 		{
 			name:  "unchanged mirror: nothing",
-			known: map[string]projector.Mirror{"kube-system/a": {UID: "m-a", ConfigMirror: "h", Phase: "Running", Since: 7}},
+			known: map[string]projector.Mirror{"kube-system/a": {UID: "m-a", ConfigMirror: "h", Phase: "Running", Since: 7, ObservedDigest: runningDigest}},
 			pods:  []*corev1.Pod{running(mirror("a", "m-a", "h"))},
 		},
 		{
@@ -52,8 +52,8 @@ func TestListedAppendsOnlyChanges(t *testing.T) {
 		},
 		{
 			name:     "this run's own word beats a projection that lags",
-			known:    map[string]projector.Mirror{"kube-system/a": {UID: "m-a", ConfigMirror: "h", Phase: "Pending"}},
-			appended: map[string]observed{"kube-system/a": {mirror: projector.Mirror{UID: "m-a", ConfigMirror: "h", Phase: "Running"}}, "kube-system/z": {gone: true, mirror: projector.Mirror{UID: "m-z"}}},
+			known:    map[string]projector.Mirror{"kube-system/a": {UID: "m-a", ConfigMirror: "h", Phase: "Pending", ObservedDigest: pendingDigest}},
+			appended: map[string]observed{"kube-system/a": {mirror: projector.Mirror{UID: "m-a", ConfigMirror: "h", Phase: "Running", ObservedDigest: runningDigest}}, "kube-system/z": {gone: true, mirror: projector.Mirror{UID: "m-z"}}},
 			pods:     []*corev1.Pod{running(mirror("a", "m-a", "h"))},
 		},
 		{
@@ -92,7 +92,7 @@ func TestListedAppendsOnlyChanges(t *testing.T) {
 func TestChangedAppendsOnlyChanges(t *testing.T) {
 	defer verifyNoLeaks(t)
 	deleting := func(p *corev1.Pod) *corev1.Pod { p.DeletionTimestamp = &metav1.Time{Time: time.Unix(1, 0)}; return p }
-	known := map[string]projector.Mirror{"kube-system/a": {UID: "m-a", ConfigMirror: "h", Phase: "Pending"}}
+	known := map[string]projector.Mirror{"kube-system/a": {UID: "m-a", ConfigMirror: "h", Phase: "Pending", ObservedDigest: pendingDigest}}
 	steps := []struct {
 		typ  watch.EventType
 		pod  *corev1.Pod
@@ -128,7 +128,7 @@ func TestRunObservesMirrors(t *testing.T) {
 	rec := newMemRecorder()
 	// The ledger holds one mirror that is still there and one that is not.
 	known := map[string]projector.Mirror{
-		"kube-system/kept":     {UID: "m-kept", ConfigMirror: "h", Phase: "Pending"},
+		"kube-system/kept":     {UID: "m-kept", ConfigMirror: "h", Phase: "Pending", ObservedDigest: pendingDigest},
 		"kube-system/vanished": {UID: "m-vanished", ConfigMirror: "h"},
 	}
 	a := testAgent(t, client, rec, false, func(c *Config) {

@@ -171,13 +171,28 @@ func containers(m map[string]*corev1.Pod) map[string]string {
 
 func (cp *controlPlane) waitAllReady(a *agent, timeout time.Duration, what string) map[string]*corev1.Pod {
 	cp.t.Helper()
-	var m map[string]*corev1.Pod
-	a.waitFor(what, timeout, func() bool {
-		var ok bool
-		m, ok = cp.allReady()
-		return ok && cp.readyz() && cp.nodeReady()
-	})
-	return m
+	deadline := time.Now().Add(timeout)
+	for {
+		m, ok := cp.allReady()
+		readyz, nodeReady := cp.readyz(), cp.nodeReady()
+		if ok && readyz && nodeReady {
+			return m
+		}
+		if time.Now().After(deadline) {
+			var st []string
+			for _, c := range controlPlaneComponents {
+				p := m[c]
+				if p == nil {
+					st = append(st, c+": no mirror")
+					continue
+				}
+				st = append(st, fmt.Sprintf("%s: phase %s ready %v %v", c, p.Status.Phase, ready(p), containers(map[string]*corev1.Pod{c: p})[c]))
+			}
+			pods, _ := a.cli("pods")
+			cp.t.Fatalf("timed out after %s waiting for %s: /readyz %v, node Ready %v\n%s\n%s", timeout, what, readyz, nodeReady, strings.Join(st, "\n"), pods)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // TestKubeadmControlPlaneBootstrapsAndMirrorsItself is the flagship: from
@@ -191,6 +206,17 @@ func TestKubeadmControlPlaneBootstrapsAndMirrorsItself(t *testing.T) {
 	node := cp.env["NODE"]
 	a := newAgent(t)
 	a.node, a.manifests = node, cp.env["MANIFESTS"]
+	t.Cleanup(func() {
+		// Runs before the agent's cleanup: keep the ledger of a failed run.
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(a.dataDir, "ledger.db")); err == nil {
+				keep := filepath.Join(os.TempDir(), "ledgerlet-controlplane-failed.db")
+				if os.WriteFile(keep, b, 0o600) == nil {
+					t.Logf("the ledger of this run: %s", keep)
+				}
+			}
+		}
+	})
 	a.runArgs = []string{"--config", cp.env["KUBELET_CONFIG"], "--kubeconfig", cp.env["KUBELET_KUBECONFIG"],
 		"--hostname-override", node, "--node-ip", cp.env["NODE_IP"], "--pod-logs-dir", a.logs, "--v", "debug"}
 
