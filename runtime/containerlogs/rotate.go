@@ -68,7 +68,9 @@ func (r *Rotator) Run(ctx context.Context) error {
 	if r.Period <= 0 {
 		r.Period = 10 * time.Second
 	}
-	if r.MaxSize <= 0 {
+	if r.MaxSize <= 0 || r.Root == "" {
+		// Nothing to do, but an actor that returns stops the agent.
+		<-ctx.Done()
 		return nil
 	}
 	t := time.NewTicker(r.Period)
