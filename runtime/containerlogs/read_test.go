@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,5 +150,36 @@ func TestFollowContinuesAcrossRotation(t *testing.T) {
 	}
 	if got, want := strings.Join(nums, " "), "000002 000003 000004 000005 000006 000007 000008 000009 000010"; got != want {
 		t.Fatalf("followed %s, want %s: every line once, in order", got, want)
+	}
+}
+
+// BenchmarkCopyDefaultBound reads what the defaults keep of one container
+// (--container-log-max-size 10Mi, --container-log-max-files 5: four gzipped
+// or plain rotated files and the live one, ~50 MiB of 100-byte lines), as
+// `ledgerlet logs` and `logs --tail 10` do.
+func BenchmarkCopyDefaultBound(b *testing.B) {
+	dir := b.TempDir()
+	live := filepath.Join(dir, "0.log")
+	line := "2026-01-02T15:04:05.123456789Z stdout F " + strings.Repeat("x", 60) + "\n"
+	chunk := []byte(strings.Repeat(line, 10<<20/len(line)))
+	for i, name := range []string{live + ".20260102-150001", live + ".20260102-150002", live + ".20260102-150003", live + ".20260102-150004", live} {
+		if err := os.WriteFile(name, chunk, 0o640); err != nil {
+			b.Fatal(err)
+		}
+		if i < 3 {
+			if err := compress(name); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, tail := range []int{-1, 10} {
+		b.Run(fmt.Sprintf("tail=%d", tail), func(b *testing.B) {
+			b.SetBytes(int64(5 * len(chunk)))
+			for b.Loop() {
+				if err := Copy(context.Background(), io.Discard, live, ReadOptions{Tail: tail}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
