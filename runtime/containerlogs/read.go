@@ -232,6 +232,11 @@ func (d *decoder) flush() {
 // file's identity, which a rotation since may have given this name.
 func (d *decoder) readFile(ctx context.Context, name string, skip os.FileInfo) error {
 	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) && !strings.HasSuffix(name, gzSuffix) {
+		// Compressed by a rotation since it was listed.
+		name += gzSuffix
+		f, err = os.Open(name)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // removed by rotation since it was listed
 	}

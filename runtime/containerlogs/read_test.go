@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 func writeLog(t *testing.T, path, content string) {
@@ -72,6 +74,23 @@ func TestCopyPrintsMessagesLikeKubectlLogs(t *testing.T) {
 	}
 }
 
+func TestAFileCompressedWhileListedIsReadCompressed(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "0.log.20260102-150405")
+	writeLog(t, plain, "2026-01-02T15:04:01Z stdout F one\n")
+	if err := compress(plain); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	d := &decoder{emit: func(_ time.Time, msg []byte) { got = append(got, string(msg)) }}
+	if err := d.readFile(context.Background(), plain, nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "one" {
+		t.Fatalf("read %q from a file listed plain and then gzipped", got)
+	}
+}
+
 func TestCopyOfAMissingLogSaysSo(t *testing.T) {
 	err := Copy(context.Background(), &bytes.Buffer{}, filepath.Join(t.TempDir(), "0.log"), ReadOptions{Tail: -1})
 	if err == nil || !strings.Contains(err.Error(), "no log at") {
@@ -98,6 +117,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestFollowContinuesAcrossRotation(t *testing.T) {
+	defer goleak.VerifyNone(t)
 	root := t.TempDir()
 	live, _ := Path(root, "default", "web-node1", "uid-1", "app", 0)
 	rt := newFakeRuntime(t, live)
