@@ -74,7 +74,8 @@ func FuzzParseLine(f *testing.F) {
 		if l.Partial {
 			tag = "P"
 		}
-		again := l.Time.Format(time.RFC3339Nano) + " " + l.Stream + " " + tag + " " + string(l.Message)
+		// With its newline, as in a file: the one ParseLine strips.
+		again := l.Time.Format(time.RFC3339Nano) + " " + l.Stream + " " + tag + " " + string(l.Message) + "\n"
 		l2, err := ParseLine([]byte(again))
 		if err != nil {
 			t.Fatalf("re-encoded %q does not parse: %v", again, err)
