@@ -19,8 +19,10 @@
 // prober.go (the Prober actor: a worker per container probe, appending
 // result transitions only), hooks.go (postStart and preStop), downward.go
 // and tmpfs.go (downward API and Memory emptyDir volumes), security.go
-// (security profiles, runAsNonRoot, fsGroup) and resources.go (OOM score
-// by QoS).
+// (security profiles, runAsNonRoot, fsGroup), resources.go (OOM score
+// by QoS) and logs.go (reopening a rotated container log; removing a
+// removed container's log). runtime/containerlogs owns the log files
+// themselves: their rotation (the Rotator actor), removal, and reading.
 //
 // Everything it creates is labelled and annotated as the kubelet does, so
 // crictl and other kubelet-era tools read ledgerlet's pods naturally, and

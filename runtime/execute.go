@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
+	"github.com/ledgerlet/ledgerlet/runtime/containerlogs"
 )
 
 // Execute carries out one runtime-lane intent (Runtime is the runtime
@@ -94,6 +95,9 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent) (
 		return out, nil
 
 	case pb.ActionRemoveContainer:
+		if err := r.removeContainerLog(ctx, in.ContainerId); err != nil {
+			return out, err
+		}
 		if err := r.RemoveContainer(ctx, in.ContainerId); err != nil && !isNotFound(err) {
 			return out, err
 		}
@@ -161,13 +165,17 @@ func imageReason(err error) string {
 }
 
 // removePodLeftovers removes what a pod leaves on the node beside runtime
-// objects: containerd leaves the pod's cgroup parent behind; emptyDirs are ours.
+// objects: containerd leaves the pod's cgroup parent behind; emptyDirs and
+// the pod's log directory are ours.
 func (r *Runtime) removePodLeftovers(uid string) error {
 	if err := r.RemovePodCgroup(uid); err != nil {
 		return fmt.Errorf("remove cgroup of pod %s: %w", uid, err)
 	}
 	if err := r.RemovePodData(uid); err != nil {
 		return fmt.Errorf("remove data of pod %s: %w", uid, err)
+	}
+	if err := containerlogs.RemovePod(r.cfg.LogRoot, uid); err != nil {
+		return err
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ func newRootCmd() *cobra.Command {
 	// Flag errors are usage errors (exit 2).
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRunCmd(), newPodsCmd(), newEventsCmd(), newHistoryCmd(), newReplayCmd(), newBackupCmd(), newCheckCmd(),
-		newTimelineCmd(), newExplainCmd(), newExportCmd())
+		newTimelineCmd(), newExplainCmd(), newExportCmd(), newLogsCmd())
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(root.FlagErrorFunc())
 		c.Args = wrapArgs(c.Args)

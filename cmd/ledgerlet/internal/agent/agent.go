@@ -24,6 +24,7 @@ import (
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 	"github.com/ledgerlet/ledgerlet/replay"
 	"github.com/ledgerlet/ledgerlet/runtime"
+	"github.com/ledgerlet/ledgerlet/runtime/containerlogs"
 )
 
 // Config is everything `ledgerlet run` was told.
@@ -198,6 +199,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	actor("runtime observer", (&runtime.Observer{Runtime: rt, Endpoint: cfg.RuntimeEndpoint, Log: rec, Projection: proj,
 		Logger: logger.With("component", "observer"), Period: cfg.RelistPeriod}).Run)
+	actor("log rotation", (&containerlogs.Rotator{Runtime: rt, State: proj, Root: rt.LogRoot(), MaxSize: cfg.ContainerLogMaxSize,
+		MaxFiles: cfg.ContainerLogMaxFiles, Logger: logger.With("component", "logrotate")}).Run)
 	actor("prober", (&runtime.Prober{Exec: rt, Log: rec, Projection: proj, StartSeq: startSeqs[0],
 		Logger: logger.With("component", "prober")}).Run)
 	if mirrors != nil {
