@@ -370,7 +370,9 @@ func (w *writer) runJob(r *request) {
 func (w *writer) commitEvents(batch []*request) {
 	now, boot := time.Now, Boottime
 	if w.l.clock != nil {
-		now = w.l.clock
+		// A history written with its own wall times has no boottime of
+		// its own: durations between its events come from those times.
+		now, boot = w.l.clock, func() int64 { return 0 }
 	}
 	if w.l.boottime != nil {
 		boot = w.l.boottime

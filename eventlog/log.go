@@ -52,8 +52,9 @@ type Options struct {
 	// a clock stepped back shows as an earlier time (seq is the order).
 	Clock func() time.Time
 	// Boottime stamps commits with a monotonic reading in ns (the event's
-	// Boottime); nil means CLOCK_BOOTTIME. Tests that step a fake wall clock
-	// set it too.
+	// Boottime); nil means CLOCK_BOOTTIME, or none (0) when Clock is set: a
+	// history with its own wall times measures durations by them. Tests
+	// that step a fake wall clock set both.
 	Boottime func() int64
 }
 

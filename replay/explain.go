@@ -79,11 +79,11 @@ func Explain(ctx context.Context, r Reader, opt ExplainOptions) (*Explanation, e
 	if p == nil && len(h.versions) == 0 && len(h.rejections) == 0 {
 		return nil, fmt.Errorf("%w %s: the log holds no event of it up to seq %d", ErrUnknownPod, opt.Pod, upTo)
 	}
-	c := &explainCase{st: st, pod: p, h: h, now: now, x: &Explanation{Pod: opt.Pod, At: now, Seq: upTo}}
+	c := &explainCase{st: st, pod: p, h: h, now: now, steady: st.SteadyAt(now.UnixNano(), 0), x: &Explanation{Pod: opt.Pod, At: now, Seq: upTo}}
 	if p == nil {
 		c.gone()
 	} else {
-		views := st.ViewsAt(now.UnixNano())
+		views := st.ViewsAt(c.steady)
 		for _, v := range views {
 			if v.Namespace+"/"+v.Name == opt.Pod {
 				c.view = v
@@ -132,6 +132,7 @@ type explainCase struct {
 	view    projector.PodView
 	h       *podHistory
 	now     time.Time
+	steady  int64 // now on the state's steady clock: what deadlines compare with
 	x       *Explanation
 	clauses []string
 }
@@ -469,8 +470,8 @@ func (c *explainCase) container(cv projector.ContainerView) {
 			clause = fmt.Sprintf("not running: container `%s` exited %d at %s", name, last.code, ts(last.at))
 		}
 		if b := p.Backoff[name]; b != nil && cv.Reason == "CrashLoopBackOff" {
-			clause += fmt.Sprintf(", in back-off until %s (%s after the exit, %s from now)", ts(ns(b.NextStart)), roundDuration(time.Duration(b.Delay)),
-				roundDuration(ns(b.NextStart).Sub(c.now)))
+			clause += fmt.Sprintf(", in back-off until %s (%s after the exit, %s from now)", ts(ns(c.st.WallOf(b.NextStart))), roundDuration(time.Duration(b.Delay)),
+				roundDuration(time.Duration(b.NextStart-c.steady)))
 		} else if cv.State == pb.StateExited {
 			clause += ", restart due now"
 		}
@@ -502,15 +503,15 @@ func (c *explainCase) container(cv projector.ContainerView) {
 			clause := fmt.Sprintf("not running: the image `%s` of container `%s` cannot be pulled (%s): %s", image, name, cv.Reason, what)
 			if f != nil {
 				clause += fmt.Sprintf("; %d attempts since %s", f.Count, ts(firstFailure(fails)))
-				if ns(f.NextTry).After(c.now) {
-					clause += fmt.Sprintf(", next at %s", ts(ns(f.NextTry)))
+				if f.NextTry > c.steady {
+					clause += fmt.Sprintf(", next at %s", ts(ns(c.st.WallOf(f.NextTry))))
 				}
 			}
 			c.say("%s", clause)
 		default:
 			clause := fmt.Sprintf("not running: container `%s` cannot start (%s): %s", name, cv.Reason, what)
-			if f != nil && ns(f.NextTry).After(c.now) {
-				clause += fmt.Sprintf("; retried at %s", ts(ns(f.NextTry)))
+			if f != nil && f.NextTry > c.steady {
+				clause += fmt.Sprintf("; retried at %s", ts(ns(c.st.WallOf(f.NextTry))))
 			}
 			c.say("%s", clause)
 		}
