@@ -153,6 +153,12 @@ func (s *State) apply(e eventlog.Event) bool {
 			Attempt: d.Attempt, State: d.State, ExitCode: d.ExitCode, Reason: d.Reason,
 			StartedAt: d.StartedUnixNano, FinishedAt: d.FinishedUnixNano, Init: d.Init, Adopted: d.Adopted,
 		}
+		switch {
+		case prev != nil && prev.StartedSteady != 0:
+			c.StartedSteady = prev.StartedSteady
+		case d.StartedUnixNano != 0:
+			c.StartedSteady = steady - max(now-d.StartedUnixNano, 0)
+		}
 		if prev != nil {
 			c.Grace, c.Stale, c.ImageRef = prev.Grace, prev.Stale, prev.ImageRef
 			c.Init = c.Init || prev.Init

@@ -824,7 +824,7 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now, steady int64
 			p.Containers = map[string]*Container{}
 		}
 		p.Containers[d.ContainerId] = &Container{ID: d.ContainerId, UID: in.UID, SandboxID: in.SandboxID, Name: in.Container,
-			Attempt: in.Attempt, State: pb.StateRunning, StartedAt: now, Grace: in.Grace, Stale: in.Generation != p.Generation,
+			Attempt: in.Attempt, State: pb.StateRunning, StartedAt: now, StartedSteady: steady, Grace: in.Grace, Stale: in.Generation != p.Generation,
 			ImageRef: d.ImageRef, Init: in.Init, PostStartPending: in.PostStart, HasPreStop: in.PreStop}
 	case pb.ActionStopContainer:
 		if c := p.Containers[in.ContainerID]; c != nil && c.State != pb.StateExited {

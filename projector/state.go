@@ -208,8 +208,12 @@ type Container struct {
 	Reason     string `json:"reason,omitempty"`
 	StartedAt  int64  `json:"startedAt,omitempty"`
 	FinishedAt int64  `json:"finishedAt,omitempty"`
-	Init       bool   `json:"init,omitempty"`
-	Adopted    bool   `json:"adopted,omitempty"`
+	// StartedSteady is StartedAt on the steady clock (see Clock): what the
+	// probes' initial delay counts from. For an instance first seen in a
+	// listing it is estimated from the recorded times, never after the event.
+	StartedSteady int64 `json:"startedSteady,omitempty"`
+	Init          bool  `json:"init,omitempty"`
+	Adopted       bool  `json:"adopted,omitempty"`
 	// Grace is the termination grace period (seconds) of the spec it was started from.
 	Grace int64 `json:"grace,omitempty"`
 	Stale bool  `json:"stale,omitempty"` // see Sandbox.Stale
