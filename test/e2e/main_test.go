@@ -61,6 +61,7 @@ type agent struct {
 	cmd       *exec.Cmd
 	stderr    string
 	extra     []string
+	env       []string // added to the agent's environment
 }
 
 func newAgent(t testing.TB, extra ...string) *agent {
@@ -90,6 +91,9 @@ func (a *agent) start() {
 		"--hostname-override", a.node, "--container-runtime-endpoint", endpoint, "--pod-logs-dir", a.logs,
 		"--healthz-bind-address", "", "--relist-period", "250ms", "--file-check-frequency", "2s", "--v", "debug"}, a.extra...)
 	a.cmd = exec.Command(binary, args...)
+	if len(a.env) > 0 {
+		a.cmd.Env = append(os.Environ(), a.env...)
+	}
 	a.stderr = filepath.Join(filepath.Dir(a.dataDir), fmt.Sprintf("agent-%d.log", time.Now().UnixNano()))
 	f, err := os.Create(a.stderr)
 	if err != nil {
