@@ -45,6 +45,11 @@ type ExplainOptions struct {
 	// the time back-offs are judged at (zero: At, or the last event's time):
 	// the live agent passes the wall clock.
 	At, Now time.Time
+	// Boottime is CLOCK_BOOTTIME read with Now by the live agent (whose
+	// log's last event is of this boot): with it, back-offs are judged on
+	// the steady clock even after a wall clock step. Zero: Now's wall time
+	// stands in (see projector.State.SteadyAt).
+	Boottime int64
 }
 
 // Explain reads the state at the point and the pod's history up to it, and
@@ -79,7 +84,7 @@ func Explain(ctx context.Context, r Reader, opt ExplainOptions) (*Explanation, e
 	if p == nil && len(h.versions) == 0 && len(h.rejections) == 0 {
 		return nil, fmt.Errorf("%w %s: the log holds no event of it up to seq %d", ErrUnknownPod, opt.Pod, upTo)
 	}
-	c := &explainCase{st: st, pod: p, h: h, now: now, steady: st.SteadyAt(now.UnixNano(), 0), x: &Explanation{Pod: opt.Pod, At: now, Seq: upTo}}
+	c := &explainCase{st: st, pod: p, h: h, now: now, steady: st.SteadyAt(now.UnixNano(), opt.Boottime), x: &Explanation{Pod: opt.Pod, At: now, Seq: upTo}}
 	if p == nil {
 		c.gone()
 	} else {
