@@ -2,6 +2,7 @@ package replay_test
 
 import (
 	"context"
+	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -96,6 +97,17 @@ func TestVerifyReproducesDecisionsAcrossClockSteps(t *testing.T) {
 	if want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second}; len(restarts) != 3 ||
 		restarts[0] != want[0] || restarts[1] != want[1] || restarts[2] != want[2] {
 		t.Fatalf("restarts after %v of real time, want %v", restarts, want)
+	}
+	// The audit views read such a log too.
+	if _, err := replay.Explain(ctx, l, replay.ExplainOptions{Pod: pod}); err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	tl, err := replay.BuildTimeline(ctx, l, replay.TimelineOptions{})
+	if err != nil {
+		t.Fatalf("timeline: %v", err)
+	}
+	if err := tl.WriteText(io.Discard); err != nil {
+		t.Fatalf("timeline text: %v", err)
 	}
 	rep, err := replay.Verify(ctx, l)
 	if err != nil {
