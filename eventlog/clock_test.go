@@ -85,7 +85,6 @@ func TestRecordedTimesSayWhenThingsHappenedAcrossClockSteps(t *testing.T) {
 	if l, err = eventlog.Open(path, opts); err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
 	check(l)
 	add(3)
 	if err := l.Close(); err != nil {
@@ -93,5 +92,29 @@ func TestRecordedTimesSayWhenThingsHappenedAcrossClockSteps(t *testing.T) {
 	}
 	if rep, err := eventlog.Check(path); err != nil || len(rep.Problems) > 0 {
 		t.Fatalf("check after reopening: %v %v", err, rep.Problems)
+	}
+	// Compacted at a cut among the events stamped after the step back.
+	if l, err = eventlog.Open(path, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Compact(ctx, 8, eventlog.Snapshot{Seq: 7, State: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.SeqAt(base); err != nil || got != 8 {
+		t.Errorf("SeqAt(%s) after compaction = %d, %v; want the first retained seq 8", base, got, err)
+	}
+	// Enough commits, stepped back and forth, for the indexes to be flushed.
+	for i := 0; i < 10; i++ {
+		wall = wall.Add(time.Duration(1-2*(i%2)) * 3 * time.Hour)
+		add(20)
+	}
+	if err := l.Compact(ctx, 150, eventlog.Snapshot{Seq: 149, State: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := eventlog.Check(path); err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("check after compacting: %v %v", err, rep.Problems)
 	}
 }
