@@ -187,3 +187,33 @@ func TestSteadyClockSurvivesASnapshot(t *testing.T) {
 	w.s = r
 	w.wantDueAfter(10 * time.Second)
 }
+
+// The back-off resets after 10 minutes of running, measured on the steady
+// clock: a wall clock stepped back while it ran does not keep the long
+// back-off, nor does one stepped forward reset it after a short run.
+func TestBackoffResetIsMeasuredAcrossClockSteps(t *testing.T) {
+	for _, tc := range []struct {
+		step time.Duration
+		ran  time.Duration
+		want time.Duration
+	}{
+		{-8 * time.Hour, 11 * time.Minute, 10 * time.Second},
+		{8 * time.Hour, 30 * time.Second, 20 * time.Second},
+	} {
+		t.Run(tc.step.String(), func(t *testing.T) {
+			w := newClockWorld(t)
+			sb := w.crashed() // back-off 10 s
+			w.elapse(10 * time.Second)
+			in, _ := w.plan()
+			out := w.do(in, true, "")
+			w.elapse(tc.ran / 2)
+			w.step(tc.step)
+			w.elapse(tc.ran / 2)
+			w.apply(pk, &pb.ContainerObserved{Uid: "u1", SandboxId: sb, Container: "a", ContainerId: out.ContainerId, Attempt: 1, State: "exited", ExitCode: 1,
+				StartedUnixNano: w.now.Add(-tc.ran - tc.step).UnixNano(), FinishedUnixNano: w.now.UnixNano()})
+			if b := w.s.Pods[pk].Backoff["a"]; time.Duration(b.Delay) != tc.want {
+				t.Fatalf("back-off %s after a %s run with the clock stepped %s, want %s", time.Duration(b.Delay), tc.ran, tc.step, tc.want)
+			}
+		})
+	}
+}

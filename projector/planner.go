@@ -712,6 +712,11 @@ func (p *Pod) noteExit(c *Container, steady int64) {
 		}
 	}
 	ran := c.FinishedAt - c.StartedAt
+	if c.StartedSteady != 0 {
+		// How long it ran by the steady clock: a wall clock stepped while
+		// it ran says nothing about that.
+		ran = steady - c.StartedSteady
+	}
 	switch {
 	case b.Delay == 0 || (c.StartedAt > 0 && c.FinishedAt > 0 && ran >= BackoffReset):
 		b.Delay = BackoffInitial
