@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"pgregory.net/rapid"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
@@ -216,4 +217,37 @@ func TestBackoffResetIsMeasuredAcrossClockSteps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Property: whatever the wall clock does between a crash and its restart
+// (any number of steps back or forward, by up to a day), the restart is
+// planned once its back-off of real time has passed, and not before.
+func TestRestartIsDueAfterItsBackoffWhateverTheWallClockDoes(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		w := newClockWorld(t)
+		w.crashed()
+		exitBoot := w.boottime
+		steps := rapid.IntRange(0, 6).Draw(rt, "steps")
+		for i := 0; i < steps; i++ {
+			w.step(time.Duration(rapid.Int64Range(-int64(24*time.Hour), int64(24*time.Hour)).Draw(rt, "step")))
+			w.elapse(time.Duration(rapid.Int64Range(0, int64(3*time.Second)).Draw(rt, "elapse")))
+			if rapid.Bool().Draw(rt, "event") {
+				w.apply("", &pb.SourceSynced{Source: "file", Location: "/m"})
+			}
+		}
+		elapsed := time.Duration(w.boottime - exitBoot)
+		in, wake := w.plan()
+		if elapsed >= 10*time.Second {
+			if in == nil || pb.Action(in.Action) != pb.ActionStartContainer {
+				rt.Fatalf("%s after the exit planned %v, want the restart", elapsed, in)
+			}
+			return
+		}
+		if in != nil {
+			rt.Fatalf("%s after the exit planned %s, want nothing before the 10 s back-off", elapsed, in.Action)
+		}
+		if left := 10*time.Second - elapsed; time.Duration(wake) != left {
+			rt.Fatalf("%s after the exit the planner wakes in %s, want %s", elapsed, time.Duration(wake), left)
+		}
+	})
 }
