@@ -18,7 +18,7 @@ import (
 // Append assigns seqs and times to evs and returns their seqs once the batch
 // holding them is committed and fsynced. Concurrent callers share commits.
 //
-// On success evs[i].Seq and evs[i].Time are set in the caller's slice. All
+// On success evs[i].Seq, .Time and .Boottime are set in the caller's slice. All
 // events of one call get consecutive seqs. If ctx ends first, Append returns
 // ctx.Err() without waiting, but the events may still be committed: once
 // queued they cannot be withdrawn.
@@ -59,6 +59,7 @@ func (l *Log) Append(ctx context.Context, evs ...Event) ([]uint64, error) {
 		seqs[i] = req.first + uint64(i)
 		evs[i].Seq = seqs[i]
 		evs[i].Time = t
+		evs[i].Boottime = req.boottime
 	}
 	return seqs, nil
 }
@@ -118,10 +119,11 @@ type request struct {
 	onCommit func() // runs on the writer after job's tx committed
 
 	// results, valid after done is closed
-	first uint64
-	time  int64
-	err   error
-	done  chan struct{}
+	first    uint64
+	time     int64
+	boottime int64
+	err      error
+	done     chan struct{}
 }
 
 // writer is the single goroutine that owns write transactions. Appends queue
@@ -366,13 +368,21 @@ func (w *writer) runJob(r *request) {
 // commitEvents writes the events of batch in one transaction and, once it is
 // committed and synced, wakes the callers and the subscribers.
 func (w *writer) commitEvents(batch []*request) {
-	now := time.Now
+	now, boot := time.Now, Boottime
 	if w.l.clock != nil {
-		now = w.l.clock
+		// A history written with its own wall times has no boottime of
+		// its own: durations between its events come from those times.
+		now, boot = w.l.clock, func() int64 { return 0 }
 	}
-	t := max(now().UnixNano(), w.lastTime)
+	if w.l.boottime != nil {
+		boot = w.l.boottime
+	}
+	// The wall time as read, not raised to the last one: after a clock
+	// stepped back, records say when things happened (seq is the order)
+	// rather than freezing at the future time until the clock catches up.
+	t, bt := now().UnixNano(), boot()
 	var newPods []string
-	err := w.writeBatch(batch, t, &newPods)
+	err := w.writeBatch(batch, t, bt, &newPods)
 	if err != nil {
 		var ce *commitError
 		if errors.As(err, &ce) {
@@ -396,15 +406,15 @@ func (w *writer) commitEvents(batch []*request) {
 		}
 		return
 	}
-	w.lastTime = t
+	w.lastTime = max(w.lastTime, t)
 	w.l.publish(w.first, w.last)
 	for _, r := range batch {
-		r.time = t
+		r.time, r.boottime = t, bt
 		close(r.done)
 	}
 }
 
-func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err error) {
+func (w *writer) writeBatch(batch []*request, t, boottime int64, newPods *[]string) (err error) {
 	tx, err := w.l.db.Begin(true)
 	if err != nil {
 		return err
@@ -449,7 +459,7 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 			arena = binary.BigEndian.AppendUint64(arena, seq)
 			key := arena[start:len(arena):len(arena)]
 			start = len(arena)
-			arena = encodeValue(arena, podID, t, p.packed)
+			arena = encodeValue(arena, podID, t, boottime, p.packed)
 			val := arena[start:len(arena):len(arena)]
 			if err := events.Put(key, val); err != nil {
 				return fmt.Errorf("put event %d: %w", seq, err)
@@ -468,10 +478,16 @@ func (w *writer) writeBatch(batch []*request, t int64, newPods *[]string) (err e
 	}
 	// The pod and time indexes and the data size are written only every
 	// so often (see derived.go); most commits touch the events bucket only.
-	te := timeEntry{t: t, first: firstSeq}
+	// The time index has an entry where the time passes every earlier one
+	// (SeqAt: the first seq at or after a time); a commit stamped at or
+	// before an earlier time, after the clock stepped back, adds none.
+	var te *timeEntry
+	if t > w.lastTime || w.last == 0 {
+		te = &timeEntry{t: t, first: firstSeq}
+	}
 	flush := w.pend.due(n)
 	if flush {
-		if err := w.flushIndex(tx, podSeqs, &te, seq, dataBytes); err != nil {
+		if err := w.flushIndex(tx, podSeqs, te, seq, dataBytes); err != nil {
 			return err
 		}
 	}

@@ -118,10 +118,11 @@ func TestCheckReportsEachKindOfDamageOnOneLine(t *testing.T) {
 		{"undecodable event", func(tx *bolt.Tx) error { return tx.Bucket([]byte("events")).Put(key(70), []byte{1, 1, 1, 0xff, 9}) },
 			eventlog.CheckOptions{}, "event 70: ", 69},
 		{"event of an unknown pod", func(tx *bolt.Tx) error {
-			// The stored value is 0x01, uvarint pod id, uvarint time, record.
+			// The stored value is a format byte, uvarint pod id, uvarint
+			// time, (uvarint boottime,) record.
 			v := tx.Bucket([]byte("events")).Get(key(71))
 			_, n := binary.Uvarint(v[1:])
-			return tx.Bucket([]byte("events")).Put(key(71), append([]byte{1, 99}, v[1+n:]...))
+			return tx.Bucket([]byte("events")).Put(key(71), append([]byte{v[0], 99}, v[1+n:]...))
 		}, eventlog.CheckOptions{}, "event 71: decode event 71: unknown pod id 99", 70},
 		{"missing time index entry", func(tx *bolt.Tx) error {
 			c := tx.Bucket([]byte("time")).Cursor()

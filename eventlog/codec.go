@@ -20,9 +20,16 @@ import (
 // The inner bytes are still the canonical Record encoding, so the event
 // vocabulary stays defined by events.proto alone.
 //
-// A value whose first byte is not formatCompact is a plain Encode(event)
-// (its first byte is a protobuf tag, never 0x01), which decodeValue also reads.
-const formatCompact = 0x01
+// or, since the boottime is recorded (formatCompactBoottime),
+//
+//	0x02 | uvarint(pod id) | uvarint(time_unix_nano) | uvarint(boottime ns) | hexpack(...)
+//
+// A value whose first byte is neither is a plain Encode(event) (its first
+// byte is a protobuf tag, never 0x01 or 0x02), which decodeValue also reads.
+const (
+	formatCompact         = 0x01
+	formatCompactBoottime = 0x02
+)
 
 // hexpack format: esc 0 is a literal esc byte; esc n (1..255) is followed by
 // n bytes holding 2n lowercase hex digits, high nibble first.
@@ -113,10 +120,11 @@ func hexunpack(dst, src []byte) ([]byte, error) {
 }
 
 // encodeValue builds the stored value of an event from its packed record.
-func encodeValue(dst []byte, podID uint32, t int64, packed []byte) []byte {
-	dst = append(dst, formatCompact)
+func encodeValue(dst []byte, podID uint32, t, boottime int64, packed []byte) []byte {
+	dst = append(dst, formatCompactBoottime)
 	dst = binary.AppendUvarint(dst, uint64(podID))
 	dst = binary.AppendUvarint(dst, uint64(t))
+	dst = binary.AppendUvarint(dst, uint64(boottime))
 	return append(dst, packed...)
 }
 
@@ -126,9 +134,10 @@ type podNames func(id uint32) (string, bool)
 // decodeValue decodes a stored value; scratch is reused between calls
 // (Decode copies everything it keeps).
 func decodeValue(seq uint64, v []byte, names podNames, scratch *[]byte) (Event, error) {
-	if len(v) == 0 || v[0] != formatCompact {
+	if len(v) == 0 || (v[0] != formatCompact && v[0] != formatCompactBoottime) {
 		return Decode(seq, v)
 	}
+	withBoottime := v[0] == formatCompactBoottime
 	podID, n := binary.Uvarint(v[1:])
 	if n <= 0 {
 		return Event{}, fmt.Errorf("decode event %d: bad pod id", seq)
@@ -139,6 +148,13 @@ func decodeValue(seq uint64, v []byte, names podNames, scratch *[]byte) (Event, 
 		return Event{}, fmt.Errorf("decode event %d: bad time", seq)
 	}
 	v = v[n:]
+	var boottime uint64
+	if withBoottime {
+		if boottime, n = binary.Uvarint(v); n <= 0 {
+			return Event{}, fmt.Errorf("decode event %d: bad boottime", seq)
+		}
+		v = v[n:]
+	}
 	var err error
 	if *scratch, err = hexunpack((*scratch)[:0], v); err != nil {
 		return Event{}, fmt.Errorf("decode event %d: %w", seq, err)
@@ -148,6 +164,7 @@ func decodeValue(seq uint64, v []byte, names podNames, scratch *[]byte) (Event, 
 		return Event{}, err
 	}
 	e.Time = time.Unix(0, int64(t)).UTC()
+	e.Boottime = int64(boottime)
 	if podID != 0 {
 		name, ok := names(uint32(podID))
 		if !ok {

@@ -52,15 +52,15 @@ func (p *pendingIndex) reset() {
 }
 
 // add records the derived data of one commit.
-func (p *pendingIndex) add(pods map[uint32][]uint64, te timeEntry, events int) {
+func (p *pendingIndex) add(pods map[uint32][]uint64, te *timeEntry, events int) {
 	if p.pods == nil {
 		p.pods = make(map[uint32][]uint64)
 	}
 	for id, seqs := range pods {
 		p.pods[id] = append(p.pods[id], seqs...)
 	}
-	if n := len(p.times); n == 0 || p.times[n-1].t != te.t {
-		p.times = append(p.times, te)
+	if n := len(p.times); te != nil && (n == 0 || p.times[n-1].t < te.t) {
+		p.times = append(p.times, *te)
 	}
 	p.events += events
 	p.commits++
@@ -153,7 +153,7 @@ func unindexedFrom(tx *bolt.Tx) (uint64, bool) {
 // its record. A plain-encoded value has no pod id: it is decoded, podID is 0
 // and pod is its pod key.
 func valueHeader(seq uint64, v []byte) (podID uint32, pod string, t int64, err error) {
-	if len(v) == 0 || v[0] != formatCompact {
+	if len(v) == 0 || (v[0] != formatCompact && v[0] != formatCompactBoottime) {
 		e, err := Decode(seq, v)
 		if err != nil {
 			return 0, "", 0, err
@@ -220,7 +220,7 @@ func loadTail(tx *bolt.Tx, st *loaded) {
 		if id != 0 {
 			st.pend.pods[id] = append(st.pend.pods[id], seq)
 		}
-		if n := len(st.pend.times); n == 0 || st.pend.times[n-1].t != t {
+		if t > st.lastTime || (seq == st.first && len(st.pend.times) == 0 && st.lastTime == 0) {
 			st.pend.times = append(st.pend.times, timeEntry{t: t, first: seq})
 		}
 		st.pend.events++

@@ -15,10 +15,13 @@
 //     seq, "indexed" = last seq covered by the time and pod indexes and by
 //     "databytes" = bytes of event keys and values up to "indexed".
 //   - events: seq (8 bytes big-endian, gapless from "first") → the event
-//     (see codec.go: pod id, time, and the Record encoding with lowercase hex
-//     runs packed). Pages are filled completely since keys only grow.
-//   - time: time(8)+firstSeq(8) → empty, one entry per commit; all events of
-//     a commit share its time, and times never decrease.
+//     (see codec.go: pod id, wall time, boottime, and the Record encoding
+//     with lowercase hex runs packed). Pages are filled completely since
+//     keys only grow. The wall time is the clock as read at the commit: it
+//     steps with the clock (seq is the order); the boottime does not.
+//   - time: time(8)+firstSeq(8) → empty, one entry per commit whose time
+//     passes every earlier one (all events of a commit share its time), so
+//     the keys' times and seqs both increase.
 //   - pods: pod key → uint32 id. podidx: id(4)+firstSeq(8) → uvarint deltas
 //     of the pod's following seqs (blocks of a few hundred seqs).
 //   - blobs: sha256 hex → bytes, written in the commit of their event.

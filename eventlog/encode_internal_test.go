@@ -79,13 +79,13 @@ func TestStoredValueDecodesToTheAppendedEvent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := encodeValue(nil, tc.podID, tm.UnixNano(), p.packed)
+			v := encodeValue(nil, tc.podID, tm.UnixNano(), 42, p.packed)
 			var scratch []byte
 			got, err := decodeValue(9, v, names, &scratch)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Seq != 9 || !got.Time.Equal(tm) || got.Pod != tc.ev.Pod || !proto.Equal(got.Data, tc.ev.Data) {
+			if got.Seq != 9 || !got.Time.Equal(tm) || got.Boottime != 42 || got.Pod != tc.ev.Pod || !proto.Equal(got.Data, tc.ev.Data) {
 				t.Fatalf("got %+v, want %+v", got, tc.ev)
 			}
 		})

@@ -15,8 +15,16 @@ import (
 // Event is one entry of the log: a fact the agent learned or an action it took.
 // Seq and Time are assigned by Append; callers set Pod, Data and Blobs.
 type Event struct {
-	Seq  uint64
-	Time time.Time // UTC, nanosecond precision, non-decreasing with Seq
+	Seq uint64
+	// Time is the wall clock when the event was appended (UTC, ns), as
+	// read: a clock step shows in it, so it is not ordered by Seq (Seq is
+	// the order). It says when things happened; never measure a deadline
+	// with it (see Boottime).
+	Time time.Time
+	// Boottime is CLOCK_BOOTTIME at append, in ns (0: not read, e.g. logs
+	// written before it was recorded). It never steps; readings of one boot
+	// (the boot id is in the run's AgentStarted) give true durations.
+	Boottime int64
 	// Pod is the key "namespace/name" of the static pod the event is about, or "".
 	Pod string
 	// Data is one of the payload messages of eventpb.Record (e.g. *eventpb.ManifestAdded).
@@ -83,6 +91,7 @@ func toRecord(e Event) (*eventpb.Record, error) {
 	if !e.Time.IsZero() {
 		rec.TimeUnixNano = e.Time.UnixNano()
 	}
+	rec.BoottimeNano = e.Boottime
 	rec.ProtoReflect().Set(fd, protoreflect.ValueOfMessage(e.Data.ProtoReflect()))
 	return rec, nil
 }
@@ -126,9 +135,10 @@ func Decode(seq uint64, b []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decode event %d: unknown or missing payload (written by a newer ledgerlet?)", seq)
 	}
 	return Event{
-		Seq:  seq,
-		Time: time.Unix(0, rec.TimeUnixNano).UTC(),
-		Pod:  rec.Pod,
-		Data: rec.ProtoReflect().Get(fd).Message().Interface(),
+		Seq:      seq,
+		Time:     time.Unix(0, rec.TimeUnixNano).UTC(),
+		Boottime: rec.BoottimeNano,
+		Pod:      rec.Pod,
+		Data:     rec.ProtoReflect().Get(fd).Message().Interface(),
 	}, nil
 }

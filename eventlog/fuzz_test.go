@@ -29,7 +29,7 @@ func fuzzPodID(pod string) (uint32, bool) {
 }
 
 func sameEvent(a, b Event) bool {
-	return a.Seq == b.Seq && a.Time.Equal(b.Time) && a.Pod == b.Pod && proto.Equal(a.Data, b.Data)
+	return a.Seq == b.Seq && a.Time.Equal(b.Time) && a.Boottime == b.Boottime && a.Pod == b.Pod && proto.Equal(a.Data, b.Data)
 }
 
 // FuzzDecode feeds arbitrary stored values to the decoder (both the compact
@@ -51,7 +51,7 @@ func FuzzDecode(f *testing.F) {
 			if err != nil {
 				f.Fatal(err)
 			}
-			f.Add(encodeValue(nil, id, ev.Time.UnixNano(), p.packed))
+			f.Add(encodeValue(nil, id, ev.Time.UnixNano(), ev.Boottime, p.packed))
 		}
 		plain, err := Encode(ev)
 		if err != nil {
@@ -63,6 +63,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{formatCompact})
 	f.Add([]byte{formatCompact, 9, 1, hexEsc})
 	f.Add([]byte{formatCompact, 0, 0, hexEsc, 3, 1, 2})
+	f.Add([]byte{formatCompactBoottime, 0, 0, 7, hexEsc, 3, 1, 2})
 
 	f.Fuzz(func(t *testing.T, v []byte) {
 		const seq = 42
@@ -107,7 +108,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("prepare %+v: %v", e, err)
 		}
-		cv := encodeValue(nil, pid, e.Time.UnixNano(), p.packed)
+		cv := encodeValue(nil, pid, e.Time.UnixNano(), e.Boottime, p.packed)
 		got, err = decodeValue(seq, cv, fuzzPodName, &scratch)
 		if err != nil || !sameEvent(got, e) {
 			t.Fatalf("compact round trip: got %+v, %v; want %+v", got, err, e)

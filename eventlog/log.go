@@ -46,10 +46,16 @@ type Options struct {
 	// NoSync skips fsync (benchmarks of non-durable paths and fast unit tests only).
 	NoSync bool
 	Logger *slog.Logger
-	// Clock stamps commits; nil means time.Now. A recorded history written
-	// again with its own times (golden tests, a generated month for
-	// benchmarks) sets it; times still never go backwards.
+	// Clock stamps commits with the wall time; nil means time.Now. A
+	// recorded history written again with its own times (golden tests, a
+	// generated month for benchmarks) sets it. The time is recorded as read:
+	// a clock stepped back shows as an earlier time (seq is the order).
 	Clock func() time.Time
+	// Boottime stamps commits with a monotonic reading in ns (the event's
+	// Boottime); nil means CLOCK_BOOTTIME, or none (0) when Clock is set: a
+	// history with its own wall times measures durations by them. Tests
+	// that step a fake wall clock set both.
+	Boottime func() int64
 }
 
 // DefaultMaxBatch is the group-commit cap used when Options.MaxBatch is zero.
@@ -98,6 +104,7 @@ type Log struct {
 	maxBatch int
 	logger   *slog.Logger
 	clock    func() time.Time
+	boottime func() int64
 
 	// first and last are the retained range; they are published by the
 	// writer after each commit (under mu, together with notify).
@@ -231,6 +238,7 @@ func Open(path string, opts Options) (*Log, error) {
 		readOnly: opts.ReadOnly,
 		noSync:   opts.NoSync,
 		clock:    opts.Clock,
+		boottime: opts.Boottime,
 		maxBatch: maxBatch,
 		logger:   logger,
 		notify:   make(chan struct{}),

@@ -210,8 +210,11 @@ func (l *Log) readPodRange(tx *bolt.Tx, pod string, from, to uint64, buf []Event
 
 // SeqAt returns the first seq whose time is >= t (LastSeq+1 when none is).
 //
-// All events of one commit share its time, and the time index has one entry
-// per commit, so the answer is the first seq of the first commit at or after t.
+// All events of one commit share its time, and the time index has an entry
+// for each commit whose time passes every earlier one, so the answer is the
+// first seq of the first commit at or after t. (After the clock stepped back,
+// later events may again be earlier than t: seq is the order, and the state
+// "at t" is the state before the first event stamped t or later.)
 func (l *Log) SeqAt(t time.Time) (uint64, error) {
 	var seq uint64
 	err := l.view(func(tx *bolt.Tx) error {

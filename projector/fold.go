@@ -16,6 +16,9 @@ func (s *State) Apply(e eventlog.Event) { s.apply(e) }
 // apply folds e and says whether its type has a fold arm (every type in
 // events.proto must; a test holds that).
 func (s *State) apply(e eventlog.Event) bool {
+	// now is when the event happened (wall time, for records); steady is
+	// where it falls on the clock deadlines are kept in (see Clock).
+	steady := s.tick(e)
 	s.Seq = e.Seq
 	now := e.Time.UnixNano()
 	s.Time = now
@@ -150,6 +153,12 @@ func (s *State) apply(e eventlog.Event) bool {
 			Attempt: d.Attempt, State: d.State, ExitCode: d.ExitCode, Reason: d.Reason,
 			StartedAt: d.StartedUnixNano, FinishedAt: d.FinishedUnixNano, Init: d.Init, Adopted: d.Adopted,
 		}
+		switch {
+		case prev != nil && prev.StartedSteady != 0:
+			c.StartedSteady = prev.StartedSteady
+		case d.StartedUnixNano != 0:
+			c.StartedSteady = steady - max(now-d.StartedUnixNano, 0)
+		}
 		if prev != nil {
 			c.Grace, c.Stale, c.ImageRef = prev.Grace, prev.Stale, prev.ImageRef
 			c.Init = c.Init || prev.Init
@@ -162,7 +171,7 @@ func (s *State) apply(e eventlog.Event) bool {
 		}
 		p.Containers[d.ContainerId] = c
 		if d.State == pb.StateExited && (prev == nil || prev.State != pb.StateExited) && d.Uid == p.UID {
-			p.noteExit(c, now)
+			p.noteExit(c, steady)
 		}
 	case *pb.ContainerProbed:
 		// Results belong to one instance: a new instance starts unprobed.
@@ -188,7 +197,7 @@ func (s *State) apply(e eventlog.Event) bool {
 	case *pb.Intent:
 		in := &PendingIntent{
 			Pod: e.Pod, Action: pb.Action(d.Action), UID: d.Uid, Container: d.Container, Attempt: d.Attempt,
-			SandboxID: d.SandboxId, ContainerID: d.ContainerId, Grace: d.GracePeriodSeconds, At: now,
+			SandboxID: d.SandboxId, ContainerID: d.ContainerId, Grace: d.GracePeriodSeconds, At: now, Steady: steady,
 			MirrorUID: d.MirrorUid, ConfigHash: d.ConfigHash, StatusHash: d.StatusHash, RemovePodData: d.RemovePodData,
 			StatusDigest: d.StatusDigest,
 		}
@@ -217,9 +226,9 @@ func (s *State) apply(e eventlog.Event) bool {
 		}
 	case *pb.Outcome:
 		if in := s.Pending[d.IntentSeq]; in != nil {
-			s.applyOutcome(in, d, now)
+			s.applyOutcome(in, d, now, steady)
 		}
-		s.pruneLeftovers(now)
+		s.pruneLeftovers(steady)
 		delete(s.Pending, d.IntentSeq)
 		if p := s.Pods[e.Pod]; p != nil && p.LastAction != nil && p.LastAction.Seq == d.IntentSeq {
 			p.LastAction.Done = true

@@ -47,12 +47,13 @@ type Resolution struct {
 
 // Plan is what the planner decided at one point.
 type Plan struct {
-	Now       int64 // the time planned at (unix ns)
+	Now       int64 // the steady time planned at (see Clock; ns)
 	Decisions []Decision
 	// Reconcile lists dangling intents of earlier runs to settle first.
 	Reconcile []Resolution
-	// Wake is the earliest time (unix ns) at which planning again could decide
+	// Wake is the earliest steady time at which planning again could decide
 	// something new without any new event (a back-off expiring); 0 if none.
+	// Wake-Now is a duration: wait that long, never until a wall time.
 	Wake int64
 }
 
@@ -61,7 +62,8 @@ type laneKey struct {
 	lane pb.Lane
 }
 
-// Plan compares desired and observed state at time now and decides, for each
+// Plan compares desired and observed state at steady time now (s.SteadyAt of
+// a clock reading; never a wall time) and decides, for each
 // pod and lane independently, at most one next action. A pod's lane with an
 // intent still pending gets nothing: the actions of one lane of a pod are
 // strictly sequential, while its other lane goes on (a slow apiserver never
@@ -700,8 +702,9 @@ func (p *Pod) startIntent(c *corev1.Container, sb *Sandbox, init bool, attempt u
 		Image: c.Image, SandboxId: sb.ID, GracePeriodSeconds: grace, Reason: reason}
 }
 
-// noteExit folds a container's exit into its back-off.
-func (p *Pod) noteExit(c *Container, now int64) {
+// noteExit folds a container's exit into its back-off; steady is the exit's
+// steady time (see Clock), which the back-off counts from.
+func (p *Pod) noteExit(c *Container, steady int64) {
 	if p.Backoff == nil {
 		p.Backoff = map[string]*Backoff{}
 	}
@@ -715,11 +718,16 @@ func (p *Pod) noteExit(c *Container, now int64) {
 		if c.Reason == ReasonStartError {
 			// The agent died while starting it: not a crash of the
 			// container, so no back-off; start it again at once.
-			b.NextStart = now
+			b.NextStart = steady
 			return
 		}
 	}
 	ran := c.FinishedAt - c.StartedAt
+	if c.StartedSteady != 0 {
+		// How long it ran by the steady clock: a wall clock stepped while
+		// it ran says nothing about that.
+		ran = steady - c.StartedSteady
+	}
 	switch {
 	case b.Delay == 0 || (c.StartedAt > 0 && c.FinishedAt > 0 && ran >= BackoffReset):
 		b.Delay = BackoffInitial
@@ -727,15 +735,18 @@ func (p *Pod) noteExit(c *Container, now int64) {
 		b.Delay = min(b.Delay*2, BackoffMax)
 	}
 	b.Exits++
-	b.NextStart = now + b.Delay
+	b.NextStart = steady + b.Delay
 }
 
 // applyOutcome folds what an action did into the observed state, so the
 // planner does not repeat it before the next relist confirms it.
-func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
+//
+// now is the outcome's wall time (what records show), steady its steady
+// time (what deadlines count from).
+func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now, steady int64) {
 	if in.Action == pb.ActionCleanupPod {
 		if d.Reason != pb.ReasonReconciled {
-			s.cleanupOutcome(in, d, now)
+			s.cleanupOutcome(in, d, now, steady)
 		}
 		return
 	}
@@ -751,7 +762,7 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		// not run again (its effect is unknown; running it twice could harm).
 		if c := p.Containers[in.ContainerID]; c != nil {
 			if in.Action == pb.ActionRunPreStop {
-				c.PreStopDone, c.PreStopSeconds = true, (now-in.At)/int64(time.Second)
+				c.PreStopDone, c.PreStopSeconds = true, (steady-in.Steady)/int64(time.Second)
 			} else {
 				c.PostStartPending = false
 				if !d.Ok && d.Reason != pb.ReasonReconciled {
@@ -774,7 +785,7 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 					c.State == pb.StateExited && c.Reason == ReasonStartError {
 					// Already seen ending: undo the back-off it was given.
 					if b := p.Backoff[c.Name]; b != nil {
-						b.NextStart = now
+						b.NextStart = steady
 					}
 					return
 				}
@@ -813,7 +824,7 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 		}
 		f.Count++
 		f.Reason, f.Message, f.At = d.Reason, d.Error, now
-		f.NextTry = now + min(base<<min(f.Count-1, 10), ceiling)
+		f.NextTry = steady + min(base<<min(f.Count-1, 10), ceiling)
 		return
 	}
 	delete(p.Failures, key)
@@ -829,7 +840,7 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 			p.Containers = map[string]*Container{}
 		}
 		p.Containers[d.ContainerId] = &Container{ID: d.ContainerId, UID: in.UID, SandboxID: in.SandboxID, Name: in.Container,
-			Attempt: in.Attempt, State: pb.StateRunning, StartedAt: now, Grace: in.Grace, Stale: in.Generation != p.Generation,
+			Attempt: in.Attempt, State: pb.StateRunning, StartedAt: now, StartedSteady: steady, Grace: in.Grace, Stale: in.Generation != p.Generation,
 			ImageRef: d.ImageRef, Init: in.Init, PostStartPending: in.PostStart, HasPreStop: in.PreStop}
 	case pb.ActionStopContainer:
 		if c := p.Containers[in.ContainerID]; c != nil && c.State != pb.StateExited {
@@ -841,7 +852,7 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 			// tells it first: a container stopped for a failed probe backs
 			// off like one that crashed (CrashLoopBackOff counts it).
 			if c.UID == p.UID {
-				p.noteExit(c, now)
+				p.noteExit(c, steady)
 			}
 		}
 	case pb.ActionRemoveContainer:
@@ -854,7 +865,7 @@ func (s *State) applyOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	case pb.ActionRemoveSandbox:
 		delete(p.Sandboxes, in.SandboxID)
 		if lo := s.Leftovers[in.UID]; lo != nil && in.RemovePodData {
-			lo.Cleaned, lo.Failure = now, nil
+			lo.Cleaned, lo.Failure = steady, nil
 		}
 		s.dropIfGone(p)
 	case pb.ActionMirrorCreate:
@@ -931,13 +942,13 @@ next:
 }
 
 // cleanupOutcome folds a CleanupPod's outcome into the UID's leftover.
-func (s *State) cleanupOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
+func (s *State) cleanupOutcome(in *PendingIntent, d *pb.Outcome, now, steady int64) {
 	lo := s.Leftovers[in.UID]
 	if lo == nil {
 		return
 	}
 	if d.Ok {
-		lo.Cleaned, lo.Failure = now, nil
+		lo.Cleaned, lo.Failure = steady, nil
 		return
 	}
 	f := lo.Failure
@@ -947,13 +958,14 @@ func (s *State) cleanupOutcome(in *PendingIntent, d *pb.Outcome, now int64) {
 	}
 	f.Count++
 	f.Reason, f.Message, f.At = d.Reason, d.Error, now
-	f.NextTry = now + min(TeardownRetryInitial<<min(f.Count-1, 10), TeardownRetryMax)
+	f.NextTry = steady + min(TeardownRetryInitial<<min(f.Count-1, 10), TeardownRetryMax)
 }
 
-// pruneLeftovers forgets UIDs cleaned longer than LeftoverRecheck ago.
-func (s *State) pruneLeftovers(now int64) {
+// pruneLeftovers forgets UIDs cleaned longer than LeftoverRecheck ago (in
+// steady time).
+func (s *State) pruneLeftovers(steady int64) {
 	for uid, lo := range s.Leftovers {
-		if lo.Cleaned != 0 && now-lo.Cleaned > LeftoverRecheck {
+		if lo.Cleaned != 0 && steady-lo.Cleaned > LeftoverRecheck {
 			delete(s.Leftovers, uid)
 		}
 	}

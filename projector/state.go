@@ -16,12 +16,16 @@ import (
 //
 // 3: containers carry probe results and hooks; a stop's outcome counts as
 // an exit for the back-off; Init is recorded from the start's spec.
-const SchemaVersion = 3
+// 4: the state carries its Clock; back-off, retry and recheck deadlines are
+// in steady time, not wall time.
+const SchemaVersion = 4
 
 // State is everything the agent knows, as of event Seq.
 type State struct {
 	Seq  uint64 `json:"seq"`
-	Time int64  `json:"time"` // unix nanoseconds of event Seq
+	Time int64  `json:"time"` // unix nanoseconds of event Seq, the wall clock as recorded
+	// Clock is the steady time line deadlines are kept in.
+	Clock Clock `json:"clock"`
 
 	Agent     Agent     `json:"agent"`
 	Runtime   Runtime   `json:"runtime"`
@@ -152,9 +156,9 @@ type Pod struct {
 // Leftover is one UID's cgroup and data on the node.
 type Leftover struct {
 	Pod string `json:"pod"` // the pod key it belonged to
-	// Cleaned is when its removal was confirmed (0: it may be there). A
-	// cleaned entry is kept for LeftoverRecheck, while the observer checks
-	// that nothing brought it back.
+	// Cleaned is when its removal was confirmed, in steady time (0: it may
+	// be there). A cleaned entry is kept for LeftoverRecheck, while the
+	// observer checks that nothing brought it back.
 	Cleaned int64    `json:"cleaned,omitempty"`
 	Failure *Failure `json:"failure,omitempty"`
 }
@@ -162,7 +166,7 @@ type Leftover struct {
 // Backoff is one container's crash-loop back-off.
 type Backoff struct {
 	Delay     int64 `json:"delay"`     // nanoseconds to wait after the last exit
-	NextStart int64 `json:"nextStart"` // not before this time (unix ns)
+	NextStart int64 `json:"nextStart"` // not before this steady time (see Clock)
 	Exits     int   `json:"exits"`
 }
 
@@ -171,8 +175,8 @@ type Failure struct {
 	Reason  string `json:"reason"` // ErrImagePull, ErrImageNeverPull, CreateContainerError, …
 	Message string `json:"message,omitempty"`
 	Count   int    `json:"count"`
-	At      int64  `json:"at"`
-	NextTry int64  `json:"nextTry"`
+	At      int64  `json:"at"`      // wall time of the failure, as recorded
+	NextTry int64  `json:"nextTry"` // not before this steady time (see Clock)
 }
 
 // Key is "namespace/name".
@@ -204,8 +208,12 @@ type Container struct {
 	Reason     string `json:"reason,omitempty"`
 	StartedAt  int64  `json:"startedAt,omitempty"`
 	FinishedAt int64  `json:"finishedAt,omitempty"`
-	Init       bool   `json:"init,omitempty"`
-	Adopted    bool   `json:"adopted,omitempty"`
+	// StartedSteady is StartedAt on the steady clock (see Clock): what the
+	// probes' initial delay counts from. For an instance first seen in a
+	// listing it is estimated from the recorded times, never after the event.
+	StartedSteady int64 `json:"startedSteady,omitempty"`
+	Init          bool  `json:"init,omitempty"`
+	Adopted       bool  `json:"adopted,omitempty"`
 	// Grace is the termination grace period (seconds) of the spec it was started from.
 	Grace int64 `json:"grace,omitempty"`
 	Stale bool  `json:"stale,omitempty"` // see Sandbox.Stale
@@ -299,6 +307,7 @@ type PendingIntent struct {
 	Grace       int64     `json:"grace,omitempty"`
 	Init        bool      `json:"init,omitempty"`
 	At          int64     `json:"at"`
+	Steady      int64     `json:"steady,omitempty"`     // At on the steady clock (see Clock)
 	Generation  int       `json:"generation,omitempty"` // the pod's spec version when planned
 	MirrorUID   string    `json:"mirrorUID,omitempty"`
 	ConfigHash  string    `json:"configHash,omitempty"`

@@ -163,10 +163,11 @@ func (p *Pod) ContainerReady(c *Container) bool {
 }
 
 // Views renders every pod as of the last event, ordered by namespace/name.
-func (s *State) Views() []PodView { return s.ViewsAt(s.Time) }
+func (s *State) Views() []PodView { return s.ViewsAt(s.Clock.Steady) }
 
-// ViewsAt renders every pod as of now (which decides whether a back-off is
-// still running), ordered by namespace/name.
+// ViewsAt renders every pod as of steady time now (s.SteadyAt of a clock
+// reading; it decides whether a back-off is still running), ordered by
+// namespace/name.
 func (s *State) ViewsAt(now int64) []PodView {
 	keys := make([]string, 0, len(s.Pods))
 	for k := range s.Pods {
@@ -238,7 +239,7 @@ func decodeSpec(b []byte) *corev1.Pod {
 	return &pod
 }
 
-// View renders the pod as of now.
+// View renders the pod as of steady time now (see ViewsAt).
 func (p *Pod) View(now int64) PodView {
 	v := PodView{
 		Namespace: p.Namespace, Name: p.Name, UID: p.UID, Source: p.Source, Path: p.Path,

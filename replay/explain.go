@@ -45,6 +45,11 @@ type ExplainOptions struct {
 	// the time back-offs are judged at (zero: At, or the last event's time):
 	// the live agent passes the wall clock.
 	At, Now time.Time
+	// Boottime is CLOCK_BOOTTIME read with Now by the live agent (whose
+	// log's last event is of this boot): with it, back-offs are judged on
+	// the steady clock even after a wall clock step. Zero: Now's wall time
+	// stands in (see projector.State.SteadyAt).
+	Boottime int64
 }
 
 // Explain reads the state at the point and the pod's history up to it, and
@@ -79,11 +84,11 @@ func Explain(ctx context.Context, r Reader, opt ExplainOptions) (*Explanation, e
 	if p == nil && len(h.versions) == 0 && len(h.rejections) == 0 {
 		return nil, fmt.Errorf("%w %s: the log holds no event of it up to seq %d", ErrUnknownPod, opt.Pod, upTo)
 	}
-	c := &explainCase{st: st, pod: p, h: h, now: now, x: &Explanation{Pod: opt.Pod, At: now, Seq: upTo}}
+	c := &explainCase{st: st, pod: p, h: h, now: now, steady: st.SteadyAt(now.UnixNano(), opt.Boottime), x: &Explanation{Pod: opt.Pod, At: now, Seq: upTo}}
 	if p == nil {
 		c.gone()
 	} else {
-		views := st.ViewsAt(now.UnixNano())
+		views := st.ViewsAt(c.steady)
 		for _, v := range views {
 			if v.Namespace+"/"+v.Name == opt.Pod {
 				c.view = v
@@ -132,6 +137,7 @@ type explainCase struct {
 	view    projector.PodView
 	h       *podHistory
 	now     time.Time
+	steady  int64 // now on the state's steady clock: what deadlines compare with
 	x       *Explanation
 	clauses []string
 }
@@ -469,8 +475,8 @@ func (c *explainCase) container(cv projector.ContainerView) {
 			clause = fmt.Sprintf("not running: container `%s` exited %d at %s", name, last.code, ts(last.at))
 		}
 		if b := p.Backoff[name]; b != nil && cv.Reason == "CrashLoopBackOff" {
-			clause += fmt.Sprintf(", in back-off until %s (%s after the exit, %s from now)", ts(ns(b.NextStart)), roundDuration(time.Duration(b.Delay)),
-				roundDuration(ns(b.NextStart).Sub(c.now)))
+			clause += fmt.Sprintf(", in back-off until %s (%s after the exit, %s from now)", ts(ns(c.st.WallOf(b.NextStart))), roundDuration(time.Duration(b.Delay)),
+				roundDuration(time.Duration(b.NextStart-c.steady)))
 		} else if cv.State == pb.StateExited {
 			clause += ", restart due now"
 		}
@@ -502,15 +508,15 @@ func (c *explainCase) container(cv projector.ContainerView) {
 			clause := fmt.Sprintf("not running: the image `%s` of container `%s` cannot be pulled (%s): %s", image, name, cv.Reason, what)
 			if f != nil {
 				clause += fmt.Sprintf("; %d attempts since %s", f.Count, ts(firstFailure(fails)))
-				if ns(f.NextTry).After(c.now) {
-					clause += fmt.Sprintf(", next at %s", ts(ns(f.NextTry)))
+				if f.NextTry > c.steady {
+					clause += fmt.Sprintf(", next at %s", ts(ns(c.st.WallOf(f.NextTry))))
 				}
 			}
 			c.say("%s", clause)
 		default:
 			clause := fmt.Sprintf("not running: container `%s` cannot start (%s): %s", name, cv.Reason, what)
-			if f != nil && ns(f.NextTry).After(c.now) {
-				clause += fmt.Sprintf("; retried at %s", ts(ns(f.NextTry)))
+			if f != nil && f.NextTry > c.steady {
+				clause += fmt.Sprintf("; retried at %s", ts(ns(c.st.WallOf(f.NextTry))))
 			}
 			c.say("%s", clause)
 		}

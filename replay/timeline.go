@@ -310,7 +310,7 @@ func newTimelineBuilder(st *projector.State, since time.Time, only string, px ti
 			b.apiserver.set(since, upDown(st.Apiserver.Connected), apiserverDetail(st), time.Time{})
 		}
 	}
-	now := since.UnixNano()
+	now := st.SteadyAt(since.UnixNano(), 0)
 	for key, p := range st.Pods {
 		if only != "" && key != only {
 			continue
@@ -321,7 +321,7 @@ func newTimelineBuilder(st *projector.State, since time.Time, only string, px ti
 		for _, cv := range v.Containers {
 			l := b.container(pl, key, cv.Name, since)
 			l.curID = cv.ContainerID
-			state, detail, until := viewState(p, cv)
+			state, detail, until := viewState(st, p, cv)
 			l.set(since, state, detail, until)
 		}
 		b.derivePod(key, since)
@@ -367,13 +367,13 @@ func apiserverDetail(st *projector.State) string {
 }
 
 // viewState is a container's lane state from its view (at the window start).
-func viewState(p *projector.Pod, cv projector.ContainerView) (state, detail string, until time.Time) {
+func viewState(st *projector.State, p *projector.Pod, cv projector.ContainerView) (state, detail string, until time.Time) {
 	switch {
 	case cv.State == pb.StateRunning:
 		return SpanRunning, fmt.Sprintf("running (restarts %d)", cv.RestartCount), time.Time{}
 	case cv.State == "waiting" && cv.Reason == "CrashLoopBackOff":
 		if b := p.Backoff[cv.Name]; b != nil {
-			return SpanBackoff, backoffDetail(cv.ExitCode, "", b.Delay), time.Unix(0, b.NextStart).UTC()
+			return SpanBackoff, backoffDetail(cv.ExitCode, "", b.Delay), time.Unix(0, st.WallOf(b.NextStart)).UTC()
 		}
 		return SpanBackoff, "CrashLoopBackOff", time.Time{}
 	case cv.State == "waiting" && cv.Reason != "":
@@ -591,8 +591,9 @@ func (b *timelineBuilder) event(e eventlog.Event) {
 			if current {
 				bo = p.Backoff[d.Container]
 			}
-			if bo != nil && !p.Removed && bo.NextStart > t.UnixNano() && restartsAfter(p, d.ExitCode) {
-				l.set(t, SpanBackoff, backoffDetail(d.ExitCode, d.Reason, bo.Delay), time.Unix(0, bo.NextStart).UTC())
+			// Back-off deadlines are steady times (projector.Clock).
+			if bo != nil && !p.Removed && bo.NextStart > b.st.Clock.Steady && restartsAfter(p, d.ExitCode) {
+				l.set(t, SpanBackoff, backoffDetail(d.ExitCode, d.Reason, bo.Delay), time.Unix(0, b.st.WallOf(bo.NextStart)).UTC())
 			} else {
 				l.set(t, SpanExited, exitDetail(d.ExitCode, d.Reason), time.Time{})
 			}

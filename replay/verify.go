@@ -43,7 +43,7 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 			if planAt[in.PlanSeq] == nil {
 				planAt[in.PlanSeq] = map[int64]bool{}
 			}
-			planAt[in.PlanSeq][in.PlanTimeUnixNano] = true
+			planAt[in.PlanSeq][planTime(in)] = true
 		}
 		return nil
 	}); err != nil {
@@ -96,7 +96,7 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 			intents[e.Seq] = true
 			if d.PlanSeq >= first || (first > 1 && d.PlanSeq == first-1) {
 				rep.Decisions++
-				if !replanned[decisionKey(d.PlanSeq, d.PlanTimeUnixNano, e.Pod, d)] {
+				if !replanned[decisionKey(d.PlanSeq, planTime(d), e.Pod, d)] {
 					rep.Divergences = append(rep.Divergences, fmt.Sprintf("seq %d: intent %s %s for %s is not what the planner decides at seq %d", e.Seq, d.Action, d.Container, e.Pod, d.PlanSeq))
 				}
 			}
@@ -109,7 +109,7 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 				// Settling an earlier run's intent is a decision too: the
 				// planner must make it on the state just before.
 				rep.Decisions++
-				if !plansReconcile(a, e.Time.UnixNano(), d.IntentSeq) {
+				if !plansReconcile(a, a.SteadyAt(e.Time.UnixNano(), e.Boottime), d.IntentSeq) {
 					rep.Divergences = append(rep.Divergences, fmt.Sprintf("seq %d: intent #%d settled as %s, which the planner does not decide at seq %d", e.Seq, d.IntentSeq, d.Reason, e.Seq-1))
 				}
 			}
@@ -146,6 +146,16 @@ func Verify(ctx context.Context, r Reader) (Report, error) {
 func decisionKey(seq uint64, t int64, pod string, in *pb.Intent) string {
 	return fmt.Sprintf("%d|%d|%s|%s|%s|%s|%d|%s|%s|%d|%s|%s", seq, t, pod, in.Action, in.Uid, in.Container, in.Attempt,
 		in.SandboxId, in.ContainerId, in.GracePeriodSeconds, in.Image, in.Reason)
+}
+
+// planTime is the steady time an intent was planned at; logs written before
+// it was recorded planned at the wall time, which their steady time equals
+// (their times never went back).
+func planTime(in *pb.Intent) int64 {
+	if in.PlanSteadyNano != 0 {
+		return in.PlanSteadyNano
+	}
+	return in.PlanTimeUnixNano
 }
 
 func plansReconcile(s *projector.State, now int64, intentSeq uint64) bool {

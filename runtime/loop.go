@@ -44,7 +44,11 @@ type Loop struct {
 	// folded, so no decision rests on the previous run's state.
 	StartSeq uint64
 	Workers  int              // actions carried out at once, across pods and lanes; default 8
-	Now      func() time.Time // default time.Now
+	Now      func() time.Time // the wall clock; default time.Now
+	// Boottime reads the monotonic clock events carry (eventlog.Boottime,
+	// the default): the planner's now is the state's steady time plus the
+	// boottime since its last event, so a wall clock step moves no deadline.
+	Boottime func() int64
 	Logger   *slog.Logger
 }
 
@@ -54,6 +58,9 @@ func (l *Loop) defaults() {
 	}
 	if l.Now == nil {
 		l.Now = time.Now
+	}
+	if l.Boottime == nil {
+		l.Boottime = eventlog.Boottime
 	}
 	if l.Logger == nil {
 		l.Logger = slog.Default()
@@ -79,7 +86,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		plan, jobs, seq, changed := l.plan()
+		plan, jobs, seq, wall, changed := l.plan()
 		if len(plan.Reconcile) > 0 {
 			evs := make([]eventlog.Event, len(plan.Reconcile))
 			for i, r := range plan.Reconcile {
@@ -97,7 +104,8 @@ func (l *Loop) Run(ctx context.Context) error {
 			evs := make([]eventlog.Event, len(jobs))
 			for i, j := range jobs {
 				j.Intent.PlanSeq = seq
-				j.Intent.PlanTimeUnixNano = plan.Now
+				j.Intent.PlanTimeUnixNano = wall
+				j.Intent.PlanSteadyNano = plan.Now
 				evs[i] = eventlog.Event{Pod: j.Pod, Data: j.Intent}
 			}
 			seqs, err := l.Log.Append(ctx, evs...)
@@ -148,12 +156,16 @@ func (l *Loop) Run(ctx context.Context) error {
 
 // plan runs the planner on the current state and copies what each decision
 // needs, so no effector ever reads the projection.
-func (l *Loop) plan() (plan projector.Plan, jobs []Job, seq uint64, changed <-chan struct{}) {
-	now := l.Now().UnixNano()
+//
+// The planner's now is a steady time (projector.Clock): the state's, plus
+// the boottime elapsed since its last event. wall is the wall clock as read,
+// recorded in the intents beside it.
+func (l *Loop) plan() (plan projector.Plan, jobs []Job, seq uint64, wall int64, changed <-chan struct{}) {
+	wall, boottime := l.Now().UnixNano(), l.Boottime()
 	changed = l.Projection.Changed()
 	l.Projection.Read(func(s *projector.State) {
 		seq = s.Seq
-		plan = s.Plan(now)
+		plan = s.Plan(s.SteadyAt(wall, boottime))
 		for _, d := range plan.Decisions {
 			j := Job{Pod: d.Pod, Intent: d.Intent}
 			if p := s.Pods[d.Pod]; p != nil {
@@ -168,7 +180,7 @@ func (l *Loop) plan() (plan projector.Plan, jobs []Job, seq uint64, changed <-ch
 			jobs = append(jobs, j)
 		}
 	})
-	return plan, jobs, seq, changed
+	return plan, jobs, seq, wall, changed
 }
 
 func (l *Loop) appendAndWait(ctx context.Context, evs []eventlog.Event) error {

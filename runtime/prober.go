@@ -45,6 +45,10 @@ type Prober struct {
 	// Second is the unit of every probe timing field; default time.Second.
 	// Tests shorten it.
 	Second time.Duration
+	// Boottime reads the clock events carry beside the wall time; default
+	// eventlog.Boottime. With the state's steady clock it gives how long
+	// ago a container started, whatever the wall clock did since.
+	Boottime func() int64
 }
 
 // probeKey names one worker.
@@ -145,10 +149,17 @@ func (pr *Prober) Run(ctx context.Context) error {
 // succeeded; liveness or startup failed, and the planner stops the instance).
 func (pr *Prober) jobs() map[probeKey]probeJob {
 	out := map[probeKey]probeJob{}
+	boottime := pr.Boottime
+	if boottime == nil {
+		boottime = eventlog.Boottime
+	}
+	wall := time.Now() // keeps its monotonic reading: workers wait from it
+	bt := boottime()
 	pr.Projection.Read(func(s *projector.State) {
 		if !s.Agent.Running || !s.Runtime.Connected {
 			return // nothing is known to run until this run relisted
 		}
+		steady := s.SteadyAt(wall.UnixNano(), bt)
 		for key, p := range s.Pods {
 			spec := p.DecodeSpec()
 			if spec == nil || p.Removed {
@@ -181,9 +192,15 @@ func (pr *Prober) jobs() map[probeKey]probeJob {
 					if target.host == "" && probe.Exec == nil {
 						continue // no address yet; the next change brings it
 					}
+					// When it started, as a reading of this process's
+					// monotonic clock: the time since its start on the
+					// steady clock, back from now. A recorded wall time
+					// compared with time.Now would hold probes back for
+					// as long as the clock was stepped back (or skip the
+					// initial delay after a step forward).
 					var startedAt time.Time
-					if c.StartedAt != 0 {
-						startedAt = time.Unix(0, c.StartedAt)
+					if c.StartedSteady != 0 {
+						startedAt = wall.Add(-time.Duration(max(steady-c.StartedSteady, 0)))
 					}
 					out[probeKey{c.ID, kind}] = probeJob{
 						pod: key, uid: c.UID, container: c.Name, kind: kind, probe: probe.DeepCopy(),

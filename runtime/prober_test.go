@@ -37,6 +37,13 @@ type proberWorld struct {
 
 func newProberWorld(t *testing.T, probes string, connected bool) *proberWorld {
 	t.Helper()
+	return newProberWorldStarted(t, probes, connected, time.Now())
+}
+
+// newProberWorldStarted is newProberWorld with the container's start time
+// as the runtime reports it (its wall clock).
+func newProberWorldStarted(t *testing.T, probes string, connected bool, startedAt time.Time) *proberWorld {
+	t.Helper()
 	l, err := eventlog.Open(filepath.Join(t.TempDir(), "ledger.db"), eventlog.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +57,7 @@ func newProberWorld(t *testing.T, probes string, connected bool) *proberWorld {
 		{Data: &pb.AgentStarted{NodeName: "node1", Sources: []string{"file /m"}}},
 		{Pod: probePod, Data: &pb.ManifestAdded{Source: "file", Path: "/m/web.json", ContentHash: "h1", Uid: "u1", ConfigHash: "u1", PodJson: []byte(spec)}},
 		{Pod: probePod, Data: &pb.SandboxObserved{Uid: "u1", SandboxId: "sb1", State: "ready"}},
-		{Pod: probePod, Data: &pb.ContainerObserved{Uid: "u1", SandboxId: "sb1", Container: "c", ContainerId: "ctr1", State: "running", StartedUnixNano: time.Now().UnixNano()}},
+		{Pod: probePod, Data: &pb.ContainerObserved{Uid: "u1", SandboxId: "sb1", Container: "c", ContainerId: "ctr1", State: "running", StartedUnixNano: startedAt.UnixNano()}},
 	}
 	if connected {
 		evs = append(evs, eventlog.Event{Data: &pb.RuntimeConnected{Endpoint: "unix:///x"}})
@@ -152,6 +159,21 @@ func TestProberAppendsOnlyTransitions(t *testing.T) {
 	want := "[readiness success/1 readiness failure/2 readiness success/1]"
 	if got := fmt.Sprint(w.probed()); got != want {
 		t.Fatalf("events %s, want %s: one per change of the thresholded result", got, want)
+	}
+}
+
+// The container started just before the clock was stepped back 8 h, so its
+// recorded start is 8 h "ahead": its initial delay is counted on the steady
+// clock, not from that wall time, and probing begins after the delay.
+func TestClockStepBackNeverHoldsTheProbesInitialDelayBeyondItself(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	w := newProberWorldStarted(t, `,"readinessProbe":{"exec":{"command":["true"]},"initialDelaySeconds":2,"periodSeconds":1}`, true,
+		time.Now().Add(8*time.Hour))
+	defer w.stop()
+	stop := w.run(nil)
+	w.waitProbed(1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -14,13 +14,18 @@ import (
 
 // listing is one relist of the runtime: what exists, cheaply (no status calls).
 type listing struct {
-	started    time.Time
+	// before holds the IDs of the objects the state held before the
+	// listing began: only those can be recorded gone when it does not list
+	// them. (The order of the log says so, not times: a start recorded at
+	// a wall time ahead of the listing's, after the clock stepped back,
+	// would otherwise be kept for as long as the step.)
+	before     map[string]bool
 	sandboxes  []ObservedSandbox
 	containers []ObservedContainer
 }
 
-func (r *Runtime) list(ctx context.Context, now time.Time) (listing, error) {
-	l := listing{started: now}
+func (r *Runtime) list(ctx context.Context, before map[string]bool) (listing, error) {
+	l := listing{before: before}
 	var err error
 	if l.sandboxes, err = r.ListSandboxes(ctx); err != nil {
 		return l, err
@@ -41,6 +46,20 @@ type statuser interface {
 type knownPod struct {
 	sandboxes  map[string]projector.Sandbox
 	containers map[string]projector.Container
+}
+
+// knownIDs is the set of sandbox and container IDs the state holds.
+func knownIDs(s *projector.State) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range s.Pods {
+		for id := range p.Sandboxes {
+			out[id] = true
+		}
+		for id := range p.Containers {
+			out[id] = true
+		}
+	}
+	return out
 }
 
 // knownObjects copies, by pod key, the sandboxes and containers the state
@@ -134,18 +153,17 @@ func observations(ctx context.Context, st statuser, known map[string]knownPod, l
 			Adopted: adopt, Init: full.Type == ContainerTypeInit, GracePeriodSeconds: full.GraceSeconds,
 		}})
 	}
-	since := l.started.UnixNano()
 	for _, key := range sortedKeys(known) {
 		p := known[key]
 		for _, id := range sortedKeys(p.containers) {
 			c := p.containers[id]
-			if !listed[id] && c.StartedAt < since {
+			if !listed[id] && l.before[id] {
 				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.ContainerGone{Uid: c.UID, ContainerId: id, Container: c.Name}})
 			}
 		}
 		for _, id := range sortedKeys(p.sandboxes) {
 			sb := p.sandboxes[id]
-			if !listed[id] && sb.CreatedAt < since {
+			if !listed[id] && l.before[id] {
 				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.SandboxGone{Uid: sb.UID, SandboxId: id}})
 			}
 		}
@@ -180,17 +198,13 @@ type Observer struct {
 	Log        Recorder
 	Projection Projection
 	Logger     *slog.Logger
-	Period     time.Duration    // default 1s
-	Now        func() time.Time // default time.Now
+	Period     time.Duration // default 1s
 }
 
 // Run observes until ctx is done or the log refuses an append.
 func (o *Observer) Run(ctx context.Context) error {
 	if o.Period <= 0 {
 		o.Period = time.Second
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -215,7 +229,9 @@ func (o *Observer) Run(ctx context.Context) error {
 				}
 				version = v
 			}
-			l, err := o.Runtime.list(ctx, o.Now())
+			var before map[string]bool
+			o.Projection.Read(func(s *projector.State) { before = knownIDs(s) })
+			l, err := o.Runtime.list(ctx, before)
 			if err != nil {
 				return err
 			}

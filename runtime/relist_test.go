@@ -41,6 +41,7 @@ func TestObservationsRecordOnlyChanges(t *testing.T) {
 		}
 		return s
 	}
+	all := map[string]bool{"sb1": true, "c1": true, "c0": true}
 	sb1 := ObservedSandbox{ID: "sb1", PodUID: "u1", PodName: "web-n1", PodNamespace: "default", State: SandboxReady}
 	c1 := ObservedContainer{ID: "c1", SandboxID: "sb1", PodUID: "u1", PodName: "web-n1", PodNamespace: "default", Name: "c", State: ContainerRunning}
 	c0 := ObservedContainer{ID: "c0", PodUID: "u0", PodName: "old-n1", PodNamespace: "default", Name: "c", State: ContainerExited}
@@ -54,11 +55,11 @@ func TestObservationsRecordOnlyChanges(t *testing.T) {
 	}{
 		{
 			name:    "UnchangedRuntimeAppendsNothing",
-			listing: listing{started: t0.Add(time.Second), sandboxes: []ObservedSandbox{sb1}, containers: []ObservedContainer{c1, c0}},
+			listing: listing{before: all, sandboxes: []ObservedSandbox{sb1}, containers: []ObservedContainer{c1, c0}},
 		},
 		{
 			name: "AnExitIsRecordedWithItsStatus",
-			listing: listing{started: t0.Add(time.Second), sandboxes: []ObservedSandbox{sb1},
+			listing: listing{before: all, sandboxes: []ObservedSandbox{sb1},
 				containers: []ObservedContainer{{ID: "c1", SandboxID: "sb1", PodName: "web-n1", PodNamespace: "default", Name: "c", State: ContainerExited}, c0}},
 			status:    map[string]ObservedContainer{"c1": {ID: "c1", PodUID: "u1", Name: "c", State: ContainerExited, ExitCode: 2, Reason: "Error"}},
 			wantTypes: []string{"ContainerObserved"},
@@ -66,16 +67,23 @@ func TestObservationsRecordOnlyChanges(t *testing.T) {
 		},
 		{
 			name:      "WhatTheRuntimeNoLongerListsIsGone",
-			listing:   listing{started: t0.Add(time.Second), sandboxes: []ObservedSandbox{sb1}, containers: []ObservedContainer{c1}},
+			listing:   listing{before: all, sandboxes: []ObservedSandbox{sb1}, containers: []ObservedContainer{c1}},
 			wantTypes: []string{"ContainerGone"},
 		},
 		{
 			name:    "WhatTheStateLearnedAfterTheListingBeganIsNotGone",
-			listing: listing{started: t0.Add(-time.Second)},
+			listing: listing{},
+		},
+		{
+			// It started at t0; the clock was then stepped back 8 h and
+			// the listing began "before" t0 by the wall clock.
+			name:      "AContainerStartedBeforeAClockStepBackIsStillSeenGone",
+			listing:   listing{before: all, sandboxes: []ObservedSandbox{sb1}, containers: []ObservedContainer{c1}},
+			wantTypes: []string{"ContainerGone"},
 		},
 		{
 			name:      "AdoptionRecordsEverythingWithoutStatusCalls",
-			listing:   listing{started: t0.Add(time.Second), sandboxes: []ObservedSandbox{sb1}, containers: []ObservedContainer{c1, c0}},
+			listing:   listing{before: all, sandboxes: []ObservedSandbox{sb1}, containers: []ObservedContainer{c1, c0}},
 			adopt:     true,
 			wantTypes: []string{"SandboxObserved", "ContainerObserved", "ContainerObserved"},
 		},

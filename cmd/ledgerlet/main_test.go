@@ -612,6 +612,11 @@ func TestDiskFullStopsTheAgentAndLosesNothing(t *testing.T) {
 		}
 	}
 stopped:
+	// The reason is one line, the last the agent wrote, and names the cause.
+	lines := strings.Split(strings.TrimSpace(a.stderr.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "no space left on device") {
+		t.Errorf("last line on stderr %q: want the one-line reason naming the full disk", last)
+	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -148,7 +149,8 @@ func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) error {
 		Kubeconfig: f.kubeconfig, RegisterNode: f.registerNode,
 		DataDir: f.dataDir, HealthzBind: f.healthzBind, SnapshotEvery: f.snapshotEvery,
 		RetentionAge: f.retentionAge, RetentionBytes: f.retentionBytes,
-		Logger: logger,
+		Logger:    logger,
+		WallClock: testWallClock(os.Getenv(testClockOffsetEnv)),
 	})
 	var ce agentpkg.ConfigError
 	if errors.As(err, &ce) {
@@ -178,4 +180,38 @@ func newLogger(level string) *slog.Logger {
 func logMaxBytes(q string) int64 {
 	v := resource.MustParse(q)
 	return v.Value()
+}
+
+// testClockOffsetEnv names a file holding a duration (e.g. "-8h") added to
+// the wall clock the agent stamps events and plans with. For the fault suite
+// only (test/e2e): it steps the agent's clock without stepping the shared
+// machine's. The monotonic clocks are not touched. Not a flag: no operator
+// should ever set it.
+const testClockOffsetEnv = "LEDGERLET_TEST_CLOCK_OFFSET_FILE"
+
+// testWallClock is time.Now plus the offset in the file at path, read at
+// most every 100 ms; nil (time.Now) when path is empty.
+func testWallClock(path string) func() time.Time {
+	if path == "" {
+		return nil
+	}
+	var (
+		mu     sync.Mutex
+		offset time.Duration
+		readAt time.Time
+	)
+	return func() time.Time {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if readAt.IsZero() || now.Sub(readAt) > 100*time.Millisecond {
+			readAt = now
+			if b, err := os.ReadFile(path); err == nil {
+				if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil {
+					offset = d
+				}
+			}
+		}
+		return now.Add(offset).Round(0)
+	}
 }

@@ -26,12 +26,17 @@ const (
 )
 
 // Record is what one bbolt value holds. The sequence number is the key and is
-// not repeated here; the time is set by the log at append.
+// not repeated here; the times are set by the log at append: the wall time
+// as read (it may step; seq is the order) and the monotonic boottime.
 type Record struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	TimeUnixNano int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	// Pod key "namespace/name" (the full static pod name, with node suffix), or empty.
 	Pod string `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	// CLOCK_BOOTTIME at append, in nanoseconds (0: not read). It never steps,
+	// so durations between events of one boot (the boot id is in the run's
+	// AgentStarted) are measured with it, not with the wall time above.
+	BoottimeNano int64 `protobuf:"varint,3,opt,name=boottime_nano,json=boottimeNano,proto3" json:"boottime_nano,omitempty"`
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*Record_AgentStarted
@@ -106,6 +111,13 @@ func (x *Record) GetPod() string {
 		return x.Pod
 	}
 	return ""
+}
+
+func (x *Record) GetBoottimeNano() int64 {
+	if x != nil {
+		return x.BoottimeNano
+	}
+	return 0
 }
 
 func (x *Record) GetPayload() isRecord_Payload {
@@ -1801,7 +1813,9 @@ type Intent struct {
 	Reason             string                 `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"` // why the planner chose it
 	MirrorUid          string                 `protobuf:"bytes,10,opt,name=mirror_uid,json=mirrorUid,proto3" json:"mirror_uid,omitempty"`
 	// The decision was made by planning on the state after event plan_seq at
-	// time plan_time: `replay verify` re-plans there and must get this intent.
+	// steady time plan_steady_nano (plan_time_unix_nano in logs written before
+	// it existed): `replay verify` re-plans there and must get this intent.
+	// plan_time_unix_nano is the wall clock as read when planning.
 	PlanSeq          uint64 `protobuf:"varint,11,opt,name=plan_seq,json=planSeq,proto3" json:"plan_seq,omitempty"`
 	PlanTimeUnixNano int64  `protobuf:"varint,12,opt,name=plan_time_unix_nano,json=planTimeUnixNano,proto3" json:"plan_time_unix_nano,omitempty"`
 	// MirrorCreate: the config hash the mirror is created for.
@@ -1811,9 +1825,12 @@ type Intent struct {
 	// RemoveSandbox: this is the last sandbox of a UID that is no longer
 	// desired, so the pod's cgroup and data (emptyDirs) go with it.
 	RemovePodData bool `protobuf:"varint,15,opt,name=remove_pod_data,json=removePodData,proto3" json:"remove_pod_data,omitempty"`
+	// The planner's clock: the projector's steady time (see projector.Clock),
+	// which deadlines are kept in; it does not step with the wall clock.
+	PlanSteadyNano int64 `protobuf:"varint,16,opt,name=plan_steady_nano,json=planSteadyNano,proto3" json:"plan_steady_nano,omitempty"`
 	// MirrorStatus: MirrorStatusDigest of the status the patch publishes, what
 	// the mirror reads once it is applied.
-	StatusDigest  string `protobuf:"bytes,16,opt,name=status_digest,json=statusDigest,proto3" json:"status_digest,omitempty"`
+	StatusDigest  string `protobuf:"bytes,17,opt,name=status_digest,json=statusDigest,proto3" json:"status_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1951,6 +1968,13 @@ func (x *Intent) GetRemovePodData() bool {
 		return x.RemovePodData
 	}
 	return false
+}
+
+func (x *Intent) GetPlanSteadyNano() int64 {
+	if x != nil {
+		return x.PlanSteadyNano
+	}
+	return 0
 }
 
 func (x *Intent) GetStatusDigest() string {
@@ -2406,10 +2430,11 @@ var File_events_proto protoreflect.FileDescriptor
 
 const file_events_proto_rawDesc = "" +
 	"\n" +
-	"\fevents.proto\x12\x13ledgerlet.events.v1\"\x9d\x10\n" +
+	"\fevents.proto\x12\x13ledgerlet.events.v1\"\xc2\x10\n" +
 	"\x06Record\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x10\n" +
-	"\x03pod\x18\x02 \x01(\tR\x03pod\x12H\n" +
+	"\x03pod\x18\x02 \x01(\tR\x03pod\x12#\n" +
+	"\rboottime_nano\x18\x03 \x01(\x03R\fboottimeNano\x12H\n" +
 	"\ragent_started\x18\n" +
 	" \x01(\v2!.ledgerlet.events.v1.AgentStartedH\x00R\fagentStarted\x12H\n" +
 	"\ragent_stopped\x18\v \x01(\v2!.ledgerlet.events.v1.AgentStoppedH\x00R\fagentStopped\x12N\n" +
@@ -2542,7 +2567,7 @@ const file_events_proto_rawDesc = "" +
 	"\x05probe\x18\x04 \x01(\tR\x05probe\x12\x16\n" +
 	"\x06result\x18\x05 \x01(\tR\x06result\x12\x16\n" +
 	"\x06output\x18\x06 \x01(\tR\x06output\x12 \n" +
-	"\vconsecutive\x18\a \x01(\rR\vconsecutive\"\x84\x04\n" +
+	"\vconsecutive\x18\a \x01(\rR\vconsecutive\"\xae\x04\n" +
 	"\x06Intent\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1c\n" +
@@ -2563,8 +2588,9 @@ const file_events_proto_rawDesc = "" +
 	"configHash\x12\x1f\n" +
 	"\vstatus_hash\x18\x0e \x01(\tR\n" +
 	"statusHash\x12&\n" +
-	"\x0fremove_pod_data\x18\x0f \x01(\bR\rremovePodData\x12#\n" +
-	"\rstatus_digest\x18\x10 \x01(\tR\fstatusDigest\"\xf4\x01\n" +
+	"\x0fremove_pod_data\x18\x0f \x01(\bR\rremovePodData\x12(\n" +
+	"\x10plan_steady_nano\x18\x10 \x01(\x03R\x0eplanSteadyNano\x12#\n" +
+	"\rstatus_digest\x18\x11 \x01(\tR\fstatusDigest\"\xf4\x01\n" +
 	"\aOutcome\x12\x1d\n" +
 	"\n" +
 	"intent_seq\x18\x01 \x01(\x04R\tintentSeq\x12\x0e\n" +

@@ -64,6 +64,7 @@ type agent struct {
 	// runArgs, when set, replace the flags start gives (all but --data-dir):
 	// for agents configured as an operator would (--config).
 	runArgs []string
+	env     []string // added to the agent's environment
 }
 
 func newAgent(t testing.TB, extra ...string) *agent {
@@ -96,6 +97,9 @@ func (a *agent) start() {
 		args = append([]string{"run", "--data-dir", a.dataDir}, a.runArgs...)
 	}
 	a.cmd = exec.Command(binary, args...)
+	if len(a.env) > 0 {
+		a.cmd.Env = append(os.Environ(), a.env...)
+	}
 	a.stderr = filepath.Join(filepath.Dir(a.dataDir), fmt.Sprintf("agent-%d.log", time.Now().UnixNano()))
 	f, err := os.Create(a.stderr)
 	if err != nil {

@@ -62,6 +62,10 @@ type Config struct {
 	RetentionBytes int64
 
 	Logger *slog.Logger
+	// WallClock is the wall clock events are stamped and intents planned
+	// with; nil means time.Now. The fault suite steps it (see run.go);
+	// deadlines never depend on it.
+	WallClock func() time.Time
 }
 
 // ConfigError is a configuration the agent cannot start with: a usage error
@@ -91,7 +95,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	log, err := eventlog.Open(filepath.Join(cfg.DataDir, ledgerFile), eventlog.Options{Logger: logger, LockTimeout: 2 * time.Second})
+	log, err := eventlog.Open(filepath.Join(cfg.DataDir, ledgerFile), eventlog.Options{Logger: logger, LockTimeout: 2 * time.Second,
+		Clock: cfg.WallClock, Boottime: eventlog.Boottime})
 	if err != nil {
 		return err
 	}
@@ -206,7 +211,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if mirrors != nil {
 		actor("apiserver", mirrors.Run)
 	}
-	actor("planner", (&runtime.Loop{Log: rec, Projection: proj, Effectors: effectors, StartSeq: startSeqs[0],
+	actor("planner", (&runtime.Loop{Log: rec, Projection: proj, Effectors: effectors, StartSeq: startSeqs[0], Now: cfg.WallClock,
 		Logger: logger.With("component", "planner")}).Run)
 
 	logger.Info("ledgerlet running", "node", cfg.NodeName, "data-dir", cfg.DataDir, "seq", log.LastSeq())

@@ -158,5 +158,6 @@ func (p *projection) WaitFor(ctx context.Context, seq uint64) error {
 func (p *projection) Views(now time.Time) []projector.PodView {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.state.ViewsAt(now.UnixNano())
+	// Back-offs are in steady time: read now on the same clock.
+	return p.state.ViewsAt(p.state.SteadyAt(now.UnixNano(), eventlog.Boottime()))
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ledgerlet/ledgerlet/eventlog"
 	"github.com/ledgerlet/ledgerlet/replay"
 )
 
@@ -65,7 +66,7 @@ func (a *Server) timeline(w http.ResponseWriter, r *http.Request) {
 // explain answers GET /v1/explain?pod&at with the Explanation as JSON.
 func (a *Server) explain(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	opt := replay.ExplainOptions{Pod: q.Get("pod"), Now: time.Now()}
+	opt := replay.ExplainOptions{Pod: q.Get("pod"), Now: time.Now(), Boottime: eventlog.Boottime()}
 	if opt.Pod == "" {
 		httpError(w, http.StatusBadRequest, errors.New("pod is required"))
 		return
@@ -76,7 +77,7 @@ func (a *Server) explain(w http.ResponseWriter, r *http.Request) {
 			httpError(w, http.StatusBadRequest, fmt.Errorf("at %q: want an RFC3339 time", v))
 			return
 		}
-		opt.At, opt.Now = t, t
+		opt.At, opt.Now, opt.Boottime = t, t, 0
 	}
 	x, err := replay.Explain(r.Context(), a.Log, opt)
 	switch {
