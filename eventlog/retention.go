@@ -14,6 +14,11 @@ import (
 type Retention struct {
 	MaxAge   time.Duration // 0: unbounded
 	MaxBytes int64         // bytes of event data; 0: unbounded
+	// AgeCut, when set, finds the first seq to keep under MaxAge in place of
+	// comparing recorded times with now: recorded times are wall times as
+	// read, and a clock stepped forward would make recent events look old.
+	// The agent measures ages on the steady clock (projector.Clock).
+	AgeCut func(maxAge time.Duration) (uint64, error)
 }
 
 // RetentionCut returns the first seq to keep under r as of now (FirstSeq when nothing is to go).
@@ -22,7 +27,13 @@ type Retention struct {
 func (l *Log) RetentionCut(r Retention, now time.Time) (uint64, error) {
 	cut := l.FirstSeq()
 	if r.MaxAge > 0 {
-		c, err := l.SeqAt(now.Add(-r.MaxAge))
+		var c uint64
+		var err error
+		if r.AgeCut != nil {
+			c, err = r.AgeCut(r.MaxAge)
+		} else {
+			c, err = l.SeqAt(now.Add(-r.MaxAge))
+		}
 		if err != nil {
 			return 0, fmt.Errorf("retention cut: %w", err)
 		}

@@ -32,11 +32,18 @@ func (s *State) advance(wall, boottime int64, boot string) int64 {
 	if s.Seq == 0 && s.Clock.Steady == 0 {
 		return wall // the first event starts the time line at its wall time
 	}
-	d := wall - s.Time
-	if boottime != 0 && s.Clock.Boottime != 0 && boot == s.Clock.Boot {
-		d = boottime - s.Clock.Boottime
+	return s.Clock.Next(s.Time, wall, boottime, boot)
+}
+
+// Next is the steady time of a reading (wall, boottime, boot) taken after
+// the event c is the clock of, which was stamped lastWall: the rule of the
+// time line, for whoever walks a log without folding it (retention).
+func (c Clock) Next(lastWall, wall, boottime int64, boot string) int64 {
+	d := wall - lastWall
+	if boottime != 0 && c.Boottime != 0 && boot == c.Boot {
+		d = boottime - c.Boottime
 	}
-	return s.Clock.Steady + max(d, 0)
+	return c.Steady + max(d, 0)
 }
 
 // tick moves the clock to event e and returns its steady time.
