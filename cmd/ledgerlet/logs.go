@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
 	"github.com/ledgerlet/ledgerlet/projector"
+	"github.com/ledgerlet/ledgerlet/replay"
 	"github.com/ledgerlet/ledgerlet/runtime/containerlogs"
 )
 
@@ -27,6 +29,9 @@ type logsFlags struct {
 	tail       int
 	timestamps bool
 	logsDir    string
+	// logsDirGiven: --pod-logs-dir was on the command line; otherwise the
+	// agent's own, as recorded, is used.
+	logsDirGiven bool
 }
 
 func newLogsCmd() *cobra.Command {
@@ -36,6 +41,7 @@ func newLogsCmd() *cobra.Command {
 		Short: "A container's log, as kubectl logs shows it (rotated files included)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.logsDirGiven = cmd.Flags().Changed("pod-logs-dir")
 			return f.run(cmd.Context(), args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -46,7 +52,7 @@ func newLogsCmd() *cobra.Command {
 	fl.BoolVarP(&f.follow, "follow", "f", false, "keep printing what the container writes, across rotations, until it stops")
 	fl.IntVar(&f.tail, "tail", -1, "print only the last N lines (-1: all)")
 	fl.BoolVar(&f.timestamps, "timestamps", false, "prefix each line with the time it was written (RFC3339Nano)")
-	fl.StringVar(&f.logsDir, "pod-logs-dir", "/var/log/pods", "root of container logs: the agent's --pod-logs-dir")
+	fl.StringVar(&f.logsDir, "pod-logs-dir", "/var/log/pods", "root of container logs (default: the --pod-logs-dir the agent's last start recorded, else /var/log/pods)")
 	return c
 }
 
@@ -66,6 +72,11 @@ func (f *logsFlags) run(ctx context.Context, pod string, stdout, stderr io.Write
 		return err
 	}
 	defer l.Close()
+	if !f.logsDirGiven {
+		if dir := recordedLogsDir(ctx, l); dir != "" {
+			f.logsDir = dir
+		}
+	}
 	pods, err := l.Pods(ctx)
 	if err != nil {
 		return err
@@ -201,4 +212,26 @@ func (f *logsFlags) instanceLog(v *projector.PodView, cv *projector.ContainerVie
 	}
 	sort.Ints(attempts)
 	return filepath.Join(dir, strconv.Itoa(attempts[len(attempts)-1])+".log"), nil
+}
+
+// recordedLogsDir is the --pod-logs-dir of the agent's last start, as its
+// AgentStarted recorded it ("" when the ledger does not say).
+func recordedLogsDir(ctx context.Context, l ledger) string {
+	var dir string
+	_ = l.Events(ctx, replay.Filter{Types: []string{"AgentStarted"}}, false, func(e replay.Entry) error {
+		var d struct {
+			Flags []string `json:"flags"`
+		}
+		if json.Unmarshal(e.Data, &d) != nil {
+			return nil
+		}
+		dir = ""
+		for _, fl := range d.Flags {
+			if v, ok := strings.CutPrefix(fl, "--pod-logs-dir="); ok {
+				dir = v
+			}
+		}
+		return nil
+	})
+	return dir
 }

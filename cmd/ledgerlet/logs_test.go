@@ -29,7 +29,7 @@ func seedLogs(t *testing.T) (db, root string) {
 	solo := `{"metadata":{"name":"solo-node1","namespace":"default","uid":"u2"},"spec":{"containers":[{"name":"only","image":"busybox"}]}}`
 	const w = "default/web-node1"
 	evs := []eventlog.Event{
-		{Data: &pb.AgentStarted{Version: "test", NodeName: "node1"}},
+		{Data: &pb.AgentStarted{Version: "test", NodeName: "node1", Flags: []string{"--pod-logs-dir=" + root}}},
 		{Pod: w, Blobs: [][]byte{[]byte("raw")}, Data: &pb.ManifestAdded{Source: "file", Path: "/m/web.yaml", ContentHash: "h1", Uid: "u1", ConfigHash: "u1", PodJson: []byte(web)}},
 		{Pod: "default/solo-node1", Blobs: [][]byte{[]byte("raw2")}, Data: &pb.ManifestAdded{Source: "file", Path: "/m/solo.yaml", ContentHash: "h2", Uid: "u2", ConfigHash: "u2", PodJson: []byte(solo)}},
 		{Pod: w, Data: &pb.SandboxObserved{Uid: "u1", SandboxId: "sb1", State: "ready"}},
@@ -112,5 +112,15 @@ func TestLogsErrorsNameWhatIsWrong(t *testing.T) {
 	_, errOut, code := cli(t, "logs", "default/web-node1", "-c", "app", "--db", db, "--pod-logs-dir", filepath.Join(root, "elsewhere"))
 	if code != 2 || !strings.Contains(errOut, "another --pod-logs-dir") {
 		t.Fatalf("wrong --pod-logs-dir: exit %d, %q", code, errOut)
+	}
+}
+
+// TestLogsFindsTheAgentsLogRoot: without --pod-logs-dir, logs reads where the
+// agent's last start recorded it wrote them.
+func TestLogsFindsTheAgentsLogRoot(t *testing.T) {
+	db, _ := seedLogs(t)
+	out, errOut, code := cli(t, "logs", "default/web-node1", "-c", "app", "--tail", "1", "--db", db)
+	if code != 0 || out != "current three\n" {
+		t.Fatalf("exit %d, out %q, err %q", code, out, errOut)
 	}
 }
