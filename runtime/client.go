@@ -31,6 +31,9 @@ type Config struct {
 	CgroupDriver string
 	// CgroupFS is where cgroup hierarchies are mounted. Default /sys/fs/cgroup.
 	CgroupFS string
+	// SeccompRoot holds Localhost seccomp profiles (the kubelet's
+	// <root-dir>/seccomp). Default /var/lib/kubelet/seccomp.
+	SeccompRoot string
 	// RequestTimeout bounds each CRI call that has no longer natural bound. Default 2m.
 	RequestTimeout time.Duration
 	// PullTimeout bounds one image pull. Default 10m.
@@ -84,6 +87,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if !path.IsAbs(cfg.CgroupRoot) {
 		return nil, fmt.Errorf("cgroup root %q: must be absolute", cfg.CgroupRoot)
+	}
+	if cfg.SeccompRoot == "" {
+		cfg.SeccompRoot = "/var/lib/kubelet/seccomp"
 	}
 	if cfg.CgroupFS == "" {
 		cfg.CgroupFS = "/sys/fs/cgroup"

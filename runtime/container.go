@@ -95,7 +95,7 @@ func (r *Runtime) createContainer(ctx context.Context, pod *corev1.Pod, c *corev
 		Tty:         c.TTY,
 		Linux: &criv1.LinuxContainerConfig{
 			Resources:       linuxResources(c),
-			SecurityContext: containerSecurityContext(pod, c),
+			SecurityContext: containerSecurityContext(pod, c, r.cfg.SeccompRoot),
 		},
 	}
 
@@ -191,9 +191,9 @@ func linuxResources(c *corev1.Container) *criv1.LinuxContainerResources {
 
 // containerSecurityContext merges pod- and container-level settings, container winning, and
 // repeats the sandbox's namespace choices (the runtime applies pid/ipc per container).
-func containerSecurityContext(pod *corev1.Pod, c *corev1.Container) *criv1.LinuxContainerSecurityContext {
+func containerSecurityContext(pod *corev1.Pod, c *corev1.Container, seccompRoot string) *criv1.LinuxContainerSecurityContext {
 	sc := &criv1.LinuxContainerSecurityContext{NamespaceOptions: namespaceOptions(pod)}
-	containerSecurityProfiles(pod, c, sc)
+	containerSecurityProfiles(pod, c, seccompRoot, sc)
 	if psc := pod.Spec.SecurityContext; psc != nil {
 		if psc.RunAsUser != nil {
 			sc.RunAsUser = &criv1.Int64Value{Value: *psc.RunAsUser}

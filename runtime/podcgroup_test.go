@@ -120,3 +120,47 @@ func TestPodCgroupHoldsThePodsLimits(t *testing.T) {
 		t.Fatal("no cgroup controller hierarchy found to check")
 	}
 }
+
+// TestLocalhostSeccompProfileIsEnforced: a Localhost profile is read from
+// the seccomp root and applied: a container whose profile forbids mkdir
+// cannot make a directory, one without it can.
+func TestLocalhostSeccompProfileIsEnforced(t *testing.T) {
+	base := newTestRuntime(t)
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "no-mkdir.json"), []byte(`{"defaultAction":"SCMP_ACT_ALLOW",
+		"syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := base.cfg
+	cfg.SeccompRoot = root
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() }) // after the pods' teardowns, registered later
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	profile := "no-mkdir.json"
+	run := func(name string, sp *corev1.SeccompProfile) string {
+		pod := testPod(t, name, corev1.Container{Name: "main", Image: testImage,
+			Command:         []string{"sh", "-c", "mkdir /tmp/d && echo made > /dev/termination-log; sleep 3600"},
+			SecurityContext: &corev1.SecurityContext{SeccompProfile: sp}})
+		s := startPod(ctx, t, r, pod)
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			out, err := r.ExecSync(ctx, s.containerIDs["main"], []string{"sh", "-c", "test -d /tmp/d && echo yes || echo no"}, 5*time.Second)
+			if err == nil && len(out.Stdout) > 0 {
+				return strings.TrimSpace(string(out.Stdout))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatalf("%s: exec never answered", name)
+		return ""
+	}
+	if got := run("seccomp-local", &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeLocalhost, LocalhostProfile: &profile}); got != "no" {
+		t.Errorf("under the Localhost profile the directory was made (%q)", got)
+	}
+	if got := run("seccomp-default", &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}); got != "yes" {
+		t.Errorf("under RuntimeDefault the directory was not made (%q)", got)
+	}
+}

@@ -104,7 +104,7 @@ func (r *Runtime) sandboxConfig(pod *corev1.Pod, attempt uint32) (*criv1.PodSand
 	if !pod.Spec.HostNetwork {
 		cfg.Hostname = podHostname(pod)
 	}
-	podSecurityProfiles(pod, cfg.Linux.SecurityContext)
+	podSecurityProfiles(pod, r.cfg.SeccompRoot, cfg.Linux.SecurityContext)
 	if sc := pod.Spec.SecurityContext; sc != nil {
 		lsc := cfg.Linux.SecurityContext
 		if sc.RunAsUser != nil {

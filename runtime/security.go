@@ -19,18 +19,18 @@ import (
 // where AppArmor is enabled).
 
 // podSecurityProfiles applies the pod's settings to a sandbox.
-func podSecurityProfiles(pod *corev1.Pod, sc *criv1.LinuxSandboxSecurityContext) {
+func podSecurityProfiles(pod *corev1.Pod, seccompRoot string, sc *criv1.LinuxSandboxSecurityContext) {
 	psc := pod.Spec.SecurityContext
 	if psc == nil {
 		return
 	}
-	sc.Seccomp = seccompProfile(psc.SeccompProfile)
+	sc.Seccomp = seccompProfile(psc.SeccompProfile, seccompRoot)
 	sc.Apparmor = appArmorProfile(psc.AppArmorProfile)
 	sc.SelinuxOptions = selinuxOptions(psc.SELinuxOptions)
 }
 
 // containerSecurityProfiles applies the pod's, then the container's settings.
-func containerSecurityProfiles(pod *corev1.Pod, c *corev1.Container, sc *criv1.LinuxContainerSecurityContext) {
+func containerSecurityProfiles(pod *corev1.Pod, c *corev1.Container, seccompRoot string, sc *criv1.LinuxContainerSecurityContext) {
 	var seccomp *corev1.SeccompProfile
 	var apparmor *corev1.AppArmorProfile
 	var selinux *corev1.SELinuxOptions
@@ -48,12 +48,15 @@ func containerSecurityProfiles(pod *corev1.Pod, c *corev1.Container, sc *criv1.L
 			selinux = csc.SELinuxOptions
 		}
 	}
-	sc.Seccomp = seccompProfile(seccomp)
+	sc.Seccomp = seccompProfile(seccomp, seccompRoot)
 	sc.Apparmor = appArmorProfile(apparmor)
 	sc.SelinuxOptions = selinuxOptions(selinux)
 }
 
-func seccompProfile(p *corev1.SeccompProfile) *criv1.SecurityProfile {
+// seccompProfile is the CRI profile for p. A Localhost profile is a file
+// under root (the kubelet's <root-dir>/seccomp), named relative to it;
+// validation has checked that the name cannot leave root.
+func seccompProfile(p *corev1.SeccompProfile, root string) *criv1.SecurityProfile {
 	if p == nil {
 		return nil
 	}
@@ -62,8 +65,13 @@ func seccompProfile(p *corev1.SeccompProfile) *criv1.SecurityProfile {
 		return &criv1.SecurityProfile{ProfileType: criv1.SecurityProfile_RuntimeDefault}
 	case corev1.SeccompProfileTypeUnconfined:
 		return &criv1.SecurityProfile{ProfileType: criv1.SecurityProfile_Unconfined}
+	case corev1.SeccompProfileTypeLocalhost:
+		if p.LocalhostProfile != nil {
+			return &criv1.SecurityProfile{ProfileType: criv1.SecurityProfile_Localhost,
+				LocalhostRef: filepath.Join(root, filepath.Clean("/" + *p.LocalhostProfile))}
+		}
 	}
-	return nil // Localhost is refused at validation
+	return nil
 }
 
 func appArmorProfile(p *corev1.AppArmorProfile) *criv1.SecurityProfile {

@@ -32,13 +32,13 @@ func TestContainerSecurityProfilesOverrideThePods(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sc := containerSecurityContext(pod, &tt.c)
+			sc := containerSecurityContext(pod, &tt.c, "/seccomp")
 			if sc.Seccomp.GetProfileType() != tt.seccomp || sc.Apparmor.GetLocalhostRef() != tt.apparmor || sc.SelinuxOptions.GetLevel() != "s0:c1" {
 				t.Fatalf("seccomp %v apparmor %v selinux %v", sc.Seccomp, sc.Apparmor, sc.SelinuxOptions)
 			}
 		})
 	}
-	if got := containerSecurityContext(&corev1.Pod{}, &corev1.Container{}); got.Seccomp != nil || got.Apparmor != nil {
+	if got := containerSecurityContext(&corev1.Pod{}, &corev1.Container{}, "/seccomp"); got.Seccomp != nil || got.Apparmor != nil {
 		t.Fatalf("no profile set, yet %v %v: the runtime's default must apply", got.Seccomp, got.Apparmor)
 	}
 }

@@ -3,7 +3,9 @@ package sources
 import (
 	"fmt"
 	"path"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -324,8 +326,22 @@ func validateSeccomp(sp *v1.SeccompProfile, p *field.Path) field.ErrorList {
 	if sp == nil || sp.Type == v1.SeccompProfileTypeRuntimeDefault || sp.Type == v1.SeccompProfileTypeUnconfined {
 		return nil
 	}
+	if sp.Type == v1.SeccompProfileTypeLocalhost {
+		// As the apiserver: a relative path under the node's seccomp root,
+		// which must not climb out of it.
+		lp := p.Child("localhostProfile")
+		switch {
+		case sp.LocalhostProfile == nil || *sp.LocalhostProfile == "":
+			return field.ErrorList{field.Required(lp, "a Localhost profile names its file under the seccomp profile root")}
+		case filepath.IsAbs(*sp.LocalhostProfile):
+			return field.ErrorList{field.Invalid(lp, *sp.LocalhostProfile, "must be a relative path")}
+		case slices.Contains(strings.Split(filepath.ToSlash(*sp.LocalhostProfile), "/"), ".."):
+			return field.ErrorList{field.Invalid(lp, *sp.LocalhostProfile, "must not contain '..'")}
+		}
+		return nil
+	}
 	return field.ErrorList{field.NotSupported(p.Child("type"), sp.Type,
-		[]v1.SeccompProfileType{v1.SeccompProfileTypeRuntimeDefault, v1.SeccompProfileTypeUnconfined})}
+		[]v1.SeccompProfileType{v1.SeccompProfileTypeRuntimeDefault, v1.SeccompProfileTypeUnconfined, v1.SeccompProfileTypeLocalhost})}
 }
 
 // validateNamedPort: a named probe port must be one of the container's ports.

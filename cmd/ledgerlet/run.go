@@ -35,6 +35,7 @@ type runFlags struct {
 	containerLogMax    string
 	containerLogFiles  int
 	cgroupDriver       string
+	seccompRoot        string
 	cgroupRoot         string
 	relistPeriod       time.Duration
 	nodeIP             string
@@ -73,6 +74,7 @@ func newRunCmd() *cobra.Command {
 	fl.StringVar(&f.podLogsDir, "pod-logs-dir", "/var/log/pods", "root of container logs")
 	fl.StringVar(&f.containerLogMax, "container-log-max-size", "10Mi", "rotate a container's log when it reaches this size (a quantity: 10Mi)")
 	fl.IntVar(&f.containerLogFiles, "container-log-max-files", 5, "keep at most this many log files per container, the live one included (at least 2)")
+	fl.StringVar(&f.seccompRoot, "seccomp-profile-root", "/var/lib/kubelet/seccomp", "where Localhost seccomp profiles are (localhostProfile is relative to it; the kubelet's <root-dir>/seccomp)")
 	fl.StringVar(&f.cgroupDriver, "cgroup-driver", "cgroupfs", "cgroupfs or systemd; must match the runtime's")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", "/ledgerlet", "parent cgroup of every pod's cgroup")
 	fl.DurationVar(&f.relistPeriod, "relist-period", time.Second, "how often to re-list the container runtime")
@@ -145,7 +147,7 @@ func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) error {
 		FileCheckFrequency: f.fileCheckFrequency, HTTPCheckFrequency: f.httpCheckFrequency,
 		RuntimeEndpoint: f.runtimeEndpoint, RelistPeriod: f.relistPeriod, PodLogsDir: f.podLogsDir,
 		ContainerLogMaxSize: logMaxBytes(f.containerLogMax), ContainerLogMaxFiles: f.containerLogFiles,
-		CgroupDriver: f.cgroupDriver, CgroupRoot: f.cgroupRoot,
+		CgroupDriver: f.cgroupDriver, SeccompRoot: f.seccompRoot, CgroupRoot: f.cgroupRoot,
 		Kubeconfig: f.kubeconfig, RegisterNode: f.registerNode,
 		DataDir: f.dataDir, HealthzBind: f.healthzBind, SnapshotEvery: f.snapshotEvery,
 		RetentionAge: f.retentionAge, RetentionBytes: f.retentionBytes,

@@ -50,7 +50,9 @@ type Config struct {
 	ContainerLogMaxSize  int64
 	ContainerLogMaxFiles int
 	CgroupDriver         string
-	CgroupRoot           string
+	// SeccompRoot holds Localhost seccomp profiles (the kubelet's <root-dir>/seccomp).
+	SeccompRoot string
+	CgroupRoot  string
 
 	Kubeconfig   string
 	RegisterNode bool
@@ -128,7 +130,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	rt, err := runtime.New(runtime.Config{
 		Endpoint: cfg.RuntimeEndpoint, LogRoot: cfg.PodLogsDir, DataDir: cfg.DataDir,
-		CgroupRoot: cfg.CgroupRoot, CgroupDriver: cfg.CgroupDriver, ManagedBy: cfg.NodeName,
+		CgroupRoot: cfg.CgroupRoot, CgroupDriver: cfg.CgroupDriver, ManagedBy: cfg.NodeName, SeccompRoot: cfg.SeccompRoot,
 		HostIP: nodeIP, Logger: logger,
 	})
 	if err != nil {
