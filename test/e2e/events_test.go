@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -120,6 +122,28 @@ func TestContainerExitIsSeenFromEventsNotRelist(t *testing.T) {
 	if mustFloat(d["exitCode"]) != 3 || d["reason"] != "Error" {
 		t.Fatalf("exit recorded as %v; want exit code 3, reason Error", d)
 	}
+	// containerd 2.x has CRI's container events; 1.6 only its own events service.
+	api := a.streamingAPI()
+	t.Logf("changes streamed through the %s API", api)
+	if want := map[string]string{"2": "cri"}[os.Getenv("LEDGERLET_DEV_CONTAINERD")]; want != "" && api != want {
+		t.Fatalf("streamed through %q, want %q on this runtime", api, want)
+	}
+}
+
+// streamingAPI is the API of the agent's change stream, from its log.
+func (a *agent) streamingAPI() string {
+	b, _ := os.ReadFile(a.stderr)
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, "runtime changes streaming") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "api="); ok {
+				return v
+			}
+		}
+	}
+	return ""
 }
 
 // observationTrail is the agent's runtime observations in order, without
@@ -230,13 +254,20 @@ func TestEventsResumeAfterContainerdRestart(t *testing.T) {
 	}
 }
 
-// restartContainerd stops the private containerd's daemon (its shims, and so
-// the containers, live on) and starts it again.
+// restartContainerd stops the daemon of the private containerd the tests
+// run on (its shims, and so the containers, live on) and starts it again.
+// The containerd is the one serving LEDGERLET_CRI_ENDPOINT, never another
+// on the machine: hack/dev-containerd keeps its socket in its dir.
 func restartContainerd(t *testing.T) {
 	t.Helper()
-	pid := containerdPID()
-	if pid == 0 {
-		t.Fatalf("no private containerd pid")
+	dev := filepath.Dir(strings.TrimPrefix(endpoint, "unix://"))
+	b, err := os.ReadFile(filepath.Join(dev, "containerd.pid"))
+	if err != nil {
+		t.Fatalf("the endpoint %s is not a hack/dev-containerd one: %v", endpoint, err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 {
+		t.Fatalf("no containerd pid in %s", dev)
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatalf("stop containerd: %v", err)
@@ -245,7 +276,9 @@ func restartContainerd(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // the agent notices
-	if out, err := exec.Command("../../hack/dev-containerd", "up").CombinedOutput(); err != nil {
+	up := exec.Command("../../hack/dev-containerd", "up")
+	up.Env = append(os.Environ(), "LEDGERLET_DEV_DIR="+dev)
+	if out, err := up.CombinedOutput(); err != nil {
 		t.Fatalf("dev-containerd up: %v\n%s", err, out)
 	}
 }
