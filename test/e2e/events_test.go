@@ -16,8 +16,8 @@ import (
 	"github.com/ledgerlet/ledgerlet/runtime"
 )
 
-// criExits polls CRI every 2 ms (as fast as anything can learn of an exit
-// through CRI) and notes when each of the agent's containers first shows
+// criExits polls CRI every 5 ms (about as fast as anything can learn of an
+// exit through CRI, without loading containerd much) and notes when each of the agent's containers first shows
 // exited: the floor an observer built on CRI reads cannot go below.
 type criExits struct {
 	mu   sync.Mutex
@@ -48,7 +48,7 @@ func (a *agent) watchCRIExits() *criExits {
 				}
 				w.mu.Unlock()
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	w.stop = func() { cancel(); <-done; r.Close() }
@@ -90,7 +90,7 @@ func (a *agent) exits(name string) []exit {
 
 // TestContainerExitIsSeenFromEventsNotRelist: with the relist 10 s apart, a
 // container's exit is in the ledger within 100 ms of CRI first showing it
-// (polled every 2 ms beside the agent), with the runtime's exit code and
+// (polled every 5 ms beside the agent), with the runtime's exit code and
 // reason, because the runtime's own event made the agent look. (containerd
 // reports an exit through CRI only after it has cleaned the task up, 100 to
 // 300 ms after the process ended on this machine: that part is containerd's.)
