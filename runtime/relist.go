@@ -264,7 +264,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // relists the runtime every Period; with Changes it also reads an object as
 // soon as the runtime says that object changed, and the relist becomes a
 // safety net: every EventedPeriod while a change stream flows, at once when
-// one opens or is lost, and every Period while none flows. A change is never
+// one opens or is lost, and every Period while none flows. (Removed pods'
+// leftovers on disk, which no runtime event tells of, are still looked for
+// every Period.) A change is never
 // recorded as such: it only makes the observer read that one object through
 // CRI and compare it with the state exactly as a relist does, so the ledger
 // reads the same either way, only sooner.
@@ -388,6 +390,10 @@ func (o *Observer) Run(ctx context.Context) error {
 	reads := time.NewTimer(time.Hour)
 	reads.Stop()
 	defer reads.Stop()
+	// Leftovers of removed pods are watched on disk (no runtime event tells
+	// of them) as often as the relist would without a stream.
+	leftovers := time.NewTicker(o.Period)
+	defer leftovers.Stop()
 	for {
 		var err error
 		select {
@@ -414,6 +420,12 @@ func (o *Observer) Run(ctx context.Context) error {
 			err = o.readChanges(ctx, ob, reads)
 		case <-reads.C:
 			err = o.readChanges(ctx, ob, reads)
+		case <-leftovers.C:
+			if ob.streaming && ob.connected {
+				var cleaned map[string]string
+				o.Projection.Read(func(s *projector.State) { cleaned = cleanedLeftovers(s) })
+				err = o.record(ctx, o.Runtime.reappeared(cleaned))
+			}
 		}
 		if err != nil {
 			return err
