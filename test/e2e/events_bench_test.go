@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ledgerlet/ledgerlet/runtime"
 )
 
 // exitsPod is a pod of n containers that each exit (code 1) after sleeping
@@ -113,4 +116,51 @@ func BenchmarkIdle10Pods(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkTenManifestsAtOnce: 10 host-network manifests written at once →
+// every container running as CRI reports it (polled every 5 ms), median of
+// b.N rounds (each round removes the pods again).
+func BenchmarkTenManifestsAtOnce(b *testing.B) {
+	a := newAgent(b)
+	a.start()
+	r, err := runtime.New(runtime.Config{Endpoint: endpoint, ManagedBy: a.node})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	running := func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cs, err := r.ListContainers(ctx)
+		if err != nil {
+			return 0
+		}
+		n := 0
+		for _, c := range cs {
+			if c.State == runtime.ContainerRunning {
+				n++
+			}
+		}
+		return n
+	}
+	var all []time.Duration
+	for i := 0; i < b.N; i++ {
+		begin := time.Now()
+		for n := 0; n < 10; n++ {
+			a.writeManifest(fmt.Sprintf("p%d.yaml", n), hostSleeper(fmt.Sprintf("p%d", n)))
+		}
+		for running() < 10 {
+			if time.Since(begin) > 2*time.Minute {
+				b.Fatalf("10 pods not running after 2 min")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		all = append(all, time.Since(begin))
+		for n := 0; n < 10; n++ {
+			a.removeManifest(fmt.Sprintf("p%d.yaml", n))
+		}
+		a.waitFor("nothing left", 60*time.Second, func() bool { return len(a.runtimePods()) == 0 })
+	}
+	b.ReportMetric(ms(quantile(all, 0.5)), "ten-running-p50-ms")
 }
