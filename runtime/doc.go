@@ -14,7 +14,9 @@
 // (the pod's cgroup parent), image.go (pull policy), container.go (container
 // lifecycle), env.go and volumes.go (what a container is given), execute.go
 // (an intent to CRI calls), observe.go (CRI list and status calls), relist.go
-// (the Observer actor: relist, record only changes, adopt on start), exec.go
+// (the Observer actor: relist, record only changes, adopt on start, and read
+// an object as soon as the runtime says it changed), changes.go (the
+// runtime's change streams: CRI container events, containerd's events), exec.go
 // (ExecSync), probe.go (one probe attempt: exec, httpGet, tcpSocket, grpc),
 // prober.go (the Prober actor: a worker per container probe, appending
 // result transitions only), hooks.go (postStart and preStop), downward.go

@@ -43,7 +43,7 @@ type Loop struct {
 	// StartSeq is this run's AgentStarted: nothing is planned before it is
 	// folded, so no decision rests on the previous run's state.
 	StartSeq uint64
-	Workers  int              // actions carried out at once, across pods and lanes; default 8
+	Workers  int              // actions carried out at once, across pods and lanes; default 32
 	Now      func() time.Time // the wall clock; default time.Now
 	// Boottime reads the monotonic clock events carry (eventlog.Boottime,
 	// the default): the planner's now is the state's steady time plus the
@@ -54,7 +54,7 @@ type Loop struct {
 
 func (l *Loop) defaults() {
 	if l.Workers <= 0 {
-		l.Workers = 8
+		l.Workers = 32
 	}
 	if l.Now == nil {
 		l.Now = time.Now

@@ -91,13 +91,19 @@ type ObservedPod struct {
 // ListSandboxes lists the sandboxes this agent created (labelled ledgerlet.io/managed=true),
 // in any state, without IPs.
 func (r *Runtime) ListSandboxes(ctx context.Context) ([]ObservedSandbox, error) {
-	ctx, cancel := r.callCtx(ctx)
-	defer cancel()
-	resp, err := r.rs.ListPodSandbox(ctx, &criv1.ListPodSandboxRequest{
-		Filter: &criv1.PodSandboxFilter{LabelSelector: map[string]string{LabelManaged: r.cfg.ManagedBy}},
-	})
+	out, err := r.listSandboxes(ctx, &criv1.PodSandboxFilter{LabelSelector: map[string]string{LabelManaged: r.cfg.ManagedBy}})
 	if err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	return out, nil
+}
+
+func (r *Runtime) listSandboxes(ctx context.Context, filter *criv1.PodSandboxFilter) ([]ObservedSandbox, error) {
+	ctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	resp, err := r.rs.ListPodSandbox(ctx, &criv1.ListPodSandboxRequest{Filter: filter})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]ObservedSandbox, 0, len(resp.Items))
 	for _, s := range resp.Items {
@@ -118,15 +124,24 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]ObservedSandbox, error) 
 
 // ListContainers lists the containers this agent created, in any state, without exit details.
 func (r *Runtime) ListContainers(ctx context.Context) ([]ObservedContainer, error) {
-	ctx, cancel := r.callCtx(ctx)
-	defer cancel()
-	resp, err := r.rs.ListContainers(ctx, &criv1.ListContainersRequest{
-		Filter: &criv1.ContainerFilter{LabelSelector: map[string]string{LabelManaged: r.cfg.ManagedBy}},
-	})
+	out, _, err := r.listContainers(ctx, &criv1.ContainerFilter{LabelSelector: map[string]string{LabelManaged: r.cfg.ManagedBy}})
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
+	return out, nil
+}
+
+// listContainers lists what filter selects, and says for each whose it is
+// (its ledgerlet.io/managed label).
+func (r *Runtime) listContainers(ctx context.Context, filter *criv1.ContainerFilter) ([]ObservedContainer, []string, error) {
+	ctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	resp, err := r.rs.ListContainers(ctx, &criv1.ListContainersRequest{Filter: filter})
+	if err != nil {
+		return nil, nil, err
+	}
 	out := make([]ObservedContainer, 0, len(resp.Containers))
+	managedBy := make([]string, 0, len(resp.Containers))
 	for _, c := range resp.Containers {
 		oc := ObservedContainer{
 			ID:        c.Id,
@@ -140,8 +155,9 @@ func (r *Runtime) ListContainers(ctx context.Context) ([]ObservedContainer, erro
 		}
 		fillFromLabels(&oc, c.Labels, c.Annotations)
 		out = append(out, oc)
+		managedBy = append(managedBy, c.Labels[LabelManaged])
 	}
-	return out, nil
+	return out, managedBy, nil
 }
 
 // SandboxStatus reports one sandbox in full, with its IP.

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
+
+	criv1 "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
 	pb "github.com/ledgerlet/ledgerlet/eventlog/eventpb"
@@ -34,6 +37,94 @@ func (r *Runtime) list(ctx context.Context, before map[string]bool) (listing, er
 		return l, err
 	}
 	return l, nil
+}
+
+// objectKind is what the state knows an ID to name.
+type objectKind int
+
+const (
+	unknownObject objectKind = iota
+	containerObject
+	sandboxObject
+)
+
+// lookUp lists the one object id names, as a relist would list it, whoever
+// made it: foreign says it is another agent's (the listing is then empty).
+// A kind the state knows spares the runtime a second list call.
+func (r *Runtime) lookUp(ctx context.Context, id string, kind objectKind, before map[string]bool) (l listing, foreign bool, err error) {
+	l.before = before
+	if kind != sandboxObject {
+		cs, by, err := r.listContainers(ctx, &criv1.ContainerFilter{Id: id})
+		if err != nil {
+			return l, false, fmt.Errorf("list container %s: %w", id, err)
+		}
+		for i, c := range cs {
+			if c.ID != id {
+				continue
+			}
+			if by[i] != r.cfg.ManagedBy {
+				return listing{before: before}, true, nil
+			}
+			l.containers = append(l.containers, c)
+		}
+		if len(l.containers) > 0 || kind == containerObject {
+			return l, false, nil
+		}
+	}
+	sbs, err := r.listSandboxes(ctx, &criv1.PodSandboxFilter{Id: id})
+	if err != nil {
+		return l, false, fmt.Errorf("list sandbox %s: %w", id, err)
+	}
+	for _, sb := range sbs {
+		if sb.ID != id {
+			continue
+		}
+		if sb.Labels[LabelManaged] != r.cfg.ManagedBy {
+			return listing{before: before}, true, nil
+		}
+		l.sandboxes = append(l.sandboxes, sb)
+	}
+	return l, false, nil
+}
+
+// podKey is the pod of the first object listed.
+func (l listing) podKey() (string, bool) {
+	switch {
+	case len(l.sandboxes) > 0:
+		return l.sandboxes[0].PodNamespace + "/" + l.sandboxes[0].PodName, true
+	case len(l.containers) > 0:
+		return l.containers[0].PodNamespace + "/" + l.containers[0].PodName, true
+	}
+	return "", false
+}
+
+// shows says whether a listing of one object shows the effect of a change:
+// CRI may answer from before it (see ChangesContainerd).
+func (l listing) shows(what ChangeKind) bool {
+	switch what {
+	case ChangeStarted:
+		for _, c := range l.containers {
+			if c.State == ContainerCreated {
+				return false
+			}
+		}
+		return len(l.containers)+len(l.sandboxes) > 0
+	case ChangeExited:
+		for _, c := range l.containers {
+			if c.State != ContainerExited && c.State != ContainerUnknown {
+				return false
+			}
+		}
+		for _, sb := range l.sandboxes {
+			if sb.State == SandboxReady {
+				return false
+			}
+		}
+		return true
+	case ChangeDeleted:
+		return len(l.containers)+len(l.sandboxes) == 0
+	}
+	return true
 }
 
 // statuser fetches full status for the few objects whose listing changed.
@@ -187,11 +278,20 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// Observer records what the runtime holds: it relists every Period and
-// appends only what changed, and records losing and regaining the runtime,
-// with back-off between attempts. The first relist of a run records every
-// object found as adopted, before RuntimeConnected, so nothing is planned on
-// a half-known runtime.
+// Observer records what the runtime holds, appending only what changed. It
+// relists the runtime every Period; with Changes it also reads an object as
+// soon as the runtime says that object changed, and the relist becomes a
+// safety net: every EventedPeriod while a change stream flows, at once when
+// one opens or is lost, and every Period while none flows. (Removed pods'
+// leftovers on disk, which no runtime event tells of, are still looked for
+// every Period.) A change is never
+// recorded as such: it only makes the observer read that one object through
+// CRI and compare it with the state exactly as a relist does, so the ledger
+// reads the same either way, only sooner.
+//
+// It records losing and regaining the runtime, with back-off between
+// attempts. The first relist of a run records every object found as adopted,
+// before RuntimeConnected, so nothing is planned on a half-known runtime.
 type Observer struct {
 	Runtime    *Runtime
 	Endpoint   string
@@ -199,88 +299,487 @@ type Observer struct {
 	Projection Projection
 	Logger     *slog.Logger
 	Period     time.Duration // default 1s
+	// Changes, when set, is subscribed to for the runtime's changes: CRI's
+	// container events where the runtime has them, else containerd's own
+	// events (*Runtime is a ChangeSubscriber).
+	Changes ChangeSubscriber
+	// EventedPeriod is the relist period while a change stream flows.
+	// Default 10s, and never less than Period.
+	EventedPeriod time.Duration
+	Now           func() time.Time // default time.Now
 }
 
-// Run observes until ctx is done or the log refuses an append.
-func (o *Observer) Run(ctx context.Context) error {
+// ChangeSubscriber opens change streams (see Runtime.SubscribeChanges).
+type ChangeSubscriber interface {
+	SubscribeChanges(ctx context.Context, api string) (ChangeStream, error)
+}
+
+// streamSettle is how long a change stream must stay open before it counts
+// as flowing: neither API confirms a subscription, and a runtime without
+// CRI events refuses the stream only on its first message, one round trip
+// after it was opened.
+const streamSettle = 200 * time.Millisecond
+
+// changeRetries are the waits between reads after one change whose effect
+// CRI does not show yet (containerd publishes an exit before its CRI plugin
+// has handled it): dense at first, where CRI catches up, about a second in
+// all. After that the relist has the last word.
+var changeRetries = []time.Duration{2 * time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond,
+	4 * time.Millisecond, 8 * time.Millisecond, 8 * time.Millisecond, 16 * time.Millisecond,
+	32 * time.Millisecond, 64 * time.Millisecond, 128 * time.Millisecond, 256 * time.Millisecond, 512 * time.Millisecond}
+
+// maxForeign bounds the IDs remembered as another agent's objects.
+const maxForeign = 4096
+
+// observing is the observer loop's own bookkeeping; none of it is a fact
+// about pods (those are all in the log).
+type observing struct {
+	connected, adopt bool
+	backoff          time.Duration
+	// streaming: a change stream has been open for streamSettle; api is its API.
+	streaming bool
+	api       string
+	pending   map[string]*pendingRead
+	// foreign holds IDs of objects another agent (or the kubelet) made, so
+	// their changes cost nothing after the first.
+	foreign map[string]bool
+}
+
+// pendingRead is an object to read because the runtime said it changed.
+type pendingRead struct {
+	what  ChangeKind
+	tries int
+	due   time.Time
+}
+
+// watchMsg is what the stream watcher tells the observer loop.
+type watchMsg struct {
+	kind   watchKind
+	api    string
+	err    error // streamLost
+	change Change
+}
+
+type watchKind int
+
+const (
+	streamOpened watchKind = iota
+	streamLost
+	streamChange
+)
+
+func (o *Observer) defaults() {
 	if o.Period <= 0 {
 		o.Period = time.Second
+	}
+	if o.EventedPeriod <= 0 {
+		o.EventedPeriod = 10 * time.Second
+	}
+	o.EventedPeriod = max(o.EventedPeriod, o.Period)
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	connected, adopt := false, true
-	backoff := o.Period
-	timer := time.NewTimer(0)
-	defer timer.Stop()
+}
+
+// Run observes until ctx is done or the log refuses an append.
+func (o *Observer) Run(ctx context.Context) error {
+	o.defaults()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before wg.Wait: the watcher ends with ctx
+	msgs := make(chan watchMsg, 64)
+	if o.Changes != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.watch(ctx, msgs)
+		}()
+	}
+	ob := &observing{adopt: true, backoff: o.Period, pending: map[string]*pendingRead{}, foreign: map[string]bool{}}
+	relist := time.NewTimer(0)
+	defer relist.Stop()
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	defer settle.Stop()
+	reads := time.NewTimer(time.Hour)
+	reads.Stop()
+	defer reads.Stop()
+	// Leftovers of removed pods are watched on disk (no runtime event tells
+	// of them) as often as the relist would without a stream.
+	leftovers := time.NewTicker(o.Period)
+	defer leftovers.Stop()
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-timer.C:
+		case <-relist.C:
+			var next time.Duration
+			next, err = o.relist(ctx, ob)
+			relist.Reset(next)
+		case <-settle.C:
+			ob.streaming = true
+			o.Logger.Info("runtime changes streaming; relisting as a safety net", "api", ob.api, "period", o.EventedPeriod)
+			relist.Reset(0) // what changed before the stream opened
+		case m := <-msgs:
+			o.handle(m, ob, settle, relist)
+			for more := true; more; { // a burst is read and recorded as one batch
+				select {
+				case m := <-msgs:
+					o.handle(m, ob, settle, relist)
+				default:
+					more = false
+				}
+			}
+			err = o.readChanges(ctx, ob, reads)
+		case <-reads.C:
+			err = o.readChanges(ctx, ob, reads)
+		case <-leftovers.C:
+			if ob.streaming && ob.connected {
+				var cleaned map[string]string
+				o.Projection.Read(func(s *projector.State) { cleaned = cleanedLeftovers(s) })
+				err = o.record(ctx, o.Runtime.reappeared(cleaned))
+			}
 		}
-		var evs []eventlog.Event
-		var version VersionInfo
-		err := func() error {
-			if !connected {
-				v, err := o.Runtime.Version(ctx)
-				if err != nil {
-					return err
-				}
-				version = v
-			}
-			var before map[string]bool
-			o.Projection.Read(func(s *projector.State) { before = knownIDs(s) })
-			l, err := o.Runtime.list(ctx, before)
-			if err != nil {
-				return err
-			}
-			var known map[string]knownPod
-			var cleaned map[string]string
-			o.Projection.Read(func(s *projector.State) { known, cleaned = knownObjects(s), cleanedLeftovers(s) })
-			evs, err = observations(ctx, o.Runtime, known, l, adopt)
-			if err != nil {
-				return err
-			}
-			evs = append(evs, o.Runtime.reappeared(cleaned)...)
-			return nil
-		}()
 		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+func (o *Observer) handle(m watchMsg, ob *observing, settle, relist *time.Timer) {
+	switch m.kind {
+	case streamOpened:
+		ob.api = m.api
+		settle.Reset(streamSettle)
+	case streamLost:
+		settle.Stop()
+		if ob.streaming {
+			ob.streaming = false
+			o.Logger.Warn("runtime change stream lost; relisting every period", "api", m.api, "period", o.Period, "err", m.err)
+			relist.Reset(0) // what changed while it was failing
+		} else if !IsUnimplemented(m.err) {
+			o.Logger.Debug("runtime change stream failed", "api", m.api, "err", m.err)
+		}
+	case streamChange:
+		// Before the runtime is connected and adopted, the relist tells all.
+		if !ob.connected || ob.adopt {
+			return
+		}
+		c := m.change
+		if p := ob.pending[c.ID]; p != nil {
+			p.what, p.tries, p.due = stronger(p.what, c.What), 0, time.Time{}
+			return
+		}
+		ob.pending[c.ID] = &pendingRead{what: c.What}
+	}
+}
+
+// stronger is the change whose effect a read should wait to see: a deletion
+// implies the exit, an exit the start.
+func stronger(a, b ChangeKind) ChangeKind {
+	rank := map[ChangeKind]int{ChangeOOM: 0, ChangeStarted: 1, ChangeExited: 2, ChangeDeleted: 3}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+// watch keeps a change stream open, CRI's events first, containerd's where
+// the runtime has no CRI events, and passes on what it says. It owns no
+// state: the loop decides what a stream's opening or loss means.
+func (o *Observer) watch(ctx context.Context, out chan<- watchMsg) {
+	send := func(m watchMsg) bool {
+		select {
+		case out <- m:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		var err error
+		var lived time.Duration
+		for _, api := range []string{ChangesCRI, ChangesContainerd} {
+			opened := time.Now()
+			err = o.stream(ctx, api, send)
+			lived = time.Since(opened)
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
-			if connected {
-				o.Logger.Warn("runtime lost", "endpoint", o.Endpoint, "err", err)
-				if _, aerr := o.Log.Append(ctx, disconnectedEvent(o.Endpoint, err)); aerr != nil {
-					return fmt.Errorf("record runtime lost: %w", aerr)
+			if !IsUnimplemented(err) {
+				break
+			}
+		}
+		if lived > time.Minute {
+			backoff = 100 * time.Millisecond // it flowed: the runtime restarted or dropped us
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// stream subscribes through api and passes on changes until the stream ends.
+func (o *Observer) stream(ctx context.Context, api string, send func(watchMsg) bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := o.Changes.SubscribeChanges(ctx, api)
+	if err != nil {
+		send(watchMsg{kind: streamLost, api: api, err: err})
+		return err
+	}
+	if !send(watchMsg{kind: streamOpened, api: api}) {
+		return ctx.Err()
+	}
+	for {
+		c, err := s.Recv()
+		if err != nil {
+			if ctx.Err() == nil {
+				send(watchMsg{kind: streamLost, api: api, err: err})
+			}
+			return err
+		}
+		if !send(watchMsg{kind: streamChange, api: api, change: c}) {
+			return ctx.Err()
+		}
+	}
+}
+
+// relist lists the runtime and records what changed; it says when to relist next.
+func (o *Observer) relist(ctx context.Context, ob *observing) (time.Duration, error) {
+	var evs []eventlog.Event
+	var version VersionInfo
+	err := func() error {
+		if !ob.connected {
+			v, err := o.Runtime.Version(ctx)
+			if err != nil {
+				return err
+			}
+			version = v
+		}
+		var before map[string]bool
+		o.Projection.Read(func(s *projector.State) { before = knownIDs(s) })
+		l, err := o.Runtime.list(ctx, before)
+		if err != nil {
+			return err
+		}
+		var known map[string]knownPod
+		var cleaned map[string]string
+		o.Projection.Read(func(s *projector.State) { known, cleaned = knownObjects(s), cleanedLeftovers(s) })
+		evs, err = observations(ctx, o.Runtime, known, l, ob.adopt)
+		if err != nil {
+			return err
+		}
+		evs = append(evs, o.Runtime.reappeared(cleaned)...)
+		return nil
+	}()
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil
+		}
+		if ob.connected {
+			o.Logger.Warn("runtime lost", "endpoint", o.Endpoint, "err", err)
+			if _, aerr := o.Log.Append(ctx, disconnectedEvent(o.Endpoint, err)); aerr != nil {
+				return 0, fmt.Errorf("record runtime lost: %w", aerr)
+			}
+			ob.connected = false
+		} else if ob.adopt {
+			o.Logger.Warn("runtime not reachable yet", "endpoint", o.Endpoint, "err", err)
+		}
+		ob.backoff = min(ob.backoff*2, 30*time.Second)
+		return ob.backoff, nil
+	}
+	ob.backoff = o.Period
+	if !ob.connected {
+		// The picture of the runtime lands before the connection does.
+		evs = append(evs, connectedEvent(o.Endpoint, version))
+	}
+	if err := o.record(ctx, evs); err != nil {
+		return 0, err
+	}
+	if !ob.connected {
+		o.Logger.Info("runtime connected", "endpoint", o.Endpoint, "runtime", version.RuntimeName, "version", version.RuntimeVersion, "adopted", ob.adopt)
+	}
+	ob.connected, ob.adopt = true, false
+	if ob.streaming {
+		return o.EventedPeriod, nil
+	}
+	return o.Period, nil
+}
+
+// record appends evs and waits until they are folded, so that the next
+// read compares with a state that holds them and never records them twice.
+func (o *Observer) record(ctx context.Context, evs []eventlog.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	seqs, err := o.Log.Append(ctx, evs...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("record observations: %w", err)
+	}
+	_ = o.Projection.WaitFor(ctx, seqs[len(seqs)-1]) // fails only when ctx ends
+	return nil
+}
+
+// knownObject is what the state holds of one object a change named.
+type knownObject struct {
+	pod       string
+	kind      objectKind
+	sandbox   projector.Sandbox
+	container projector.Container
+}
+
+// readChanges reads each object whose change is due and records what a
+// relist would record of it. A read that does not show the change yet is
+// tried again shortly; the next due one arms reads.
+func (o *Observer) readChanges(ctx context.Context, ob *observing, reads *time.Timer) error {
+	now := o.Now()
+	due := map[string]*pendingRead{}
+	for id, p := range ob.pending {
+		if !p.due.After(now) {
+			due[id] = p
+		}
+	}
+	if len(due) > 0 {
+		evs := o.readDue(ctx, ob, due)
+		if err := o.record(ctx, evs); err != nil {
+			return err
+		}
+	}
+	var next time.Time
+	for _, p := range ob.pending {
+		if next.IsZero() || p.due.Before(next) {
+			next = p.due
+		}
+	}
+	if !next.IsZero() {
+		reads.Reset(max(next.Sub(o.Now()), 0))
+	}
+	return nil
+}
+
+func (o *Observer) readDue(ctx context.Context, ob *observing, due map[string]*pendingRead) []eventlog.Event {
+	known := map[string]knownObject{}
+	starting := map[string]bool{} // pods with a start under way
+	acting := map[string]bool{}   // objects being stopped or removed
+	o.Projection.Read(func(s *projector.State) {
+		for key, p := range s.Pods {
+			for id := range due {
+				if c := p.Containers[id]; c != nil {
+					known[id] = knownObject{pod: key, kind: containerObject, container: *c}
+				} else if sb := p.Sandboxes[id]; sb != nil {
+					known[id] = knownObject{pod: key, kind: sandboxObject, sandbox: *sb}
 				}
-				connected = false
-			} else if adopt {
-				o.Logger.Warn("runtime not reachable yet", "endpoint", o.Endpoint, "err", err)
 			}
-			backoff = min(backoff*2, 30*time.Second)
-			timer.Reset(backoff)
+		}
+		for _, in := range s.Pending {
+			switch in.Action {
+			case pb.ActionStartContainer, pb.ActionRunSandbox:
+				starting[in.Pod] = true
+			case pb.ActionStopContainer, pb.ActionRemoveContainer:
+				acting[in.ContainerID] = true
+			case pb.ActionStopSandbox, pb.ActionRemoveSandbox:
+				acting[in.SandboxID] = true
+			}
+		}
+	})
+	var evs []eventlog.Event
+	for _, id := range sortedKeys(due) {
+		p := due[id]
+		if acting[id] {
+			// The action's outcome records its effect, as it does when the
+			// relist is the only observer; a failed one is the relist's.
+			delete(ob.pending, id)
 			continue
 		}
-		backoff = o.Period
-		if !connected {
-			// The picture of the runtime lands before the connection does.
-			evs = append(evs, connectedEvent(o.Endpoint, version))
+		got, done := o.readOne(ctx, ob, id, p, known[id], starting)
+		evs = append(evs, got...)
+		if !done && p.tries < len(changeRetries) {
+			p.due = o.Now().Add(changeRetries[p.tries])
+			p.tries++
+			continue
 		}
-		if len(evs) > 0 {
-			if _, err := o.Log.Append(ctx, evs...); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("record observations: %w", err)
-			}
-		}
-		if !connected {
-			o.Logger.Info("runtime connected", "endpoint", o.Endpoint, "runtime", version.RuntimeName, "version", version.RuntimeVersion, "adopted", adopt)
-		}
-		connected, adopt = true, false
-		timer.Reset(o.Period)
+		delete(ob.pending, id)
 	}
+	return evs
+}
+
+// readOne reads one object after a change and returns what a relist would
+// record of it; done is false while CRI does not show the change yet.
+func (o *Observer) readOne(ctx context.Context, ob *observing, id string, p *pendingRead, k knownObject, starting map[string]bool) (evs []eventlog.Event, done bool) {
+	if k.kind == unknownObject {
+		if p.what == ChangeDeleted {
+			delete(ob.foreign, id) // the ID is not used again
+			return nil, true
+		}
+		// A start of an object the state does not hold is another agent's,
+		// or this agent's own, which the start's outcome records.
+		if ob.foreign[id] || p.what == ChangeStarted {
+			return nil, true
+		}
+	}
+	if p.what == ChangeStarted && (k.container.State == pb.StateRunning || k.sandbox.State == pb.StateReady) {
+		return nil, true // the state already has it running
+	}
+	// Only what the state held before the read began can be read as gone.
+	before := map[string]bool{}
+	if k.kind != unknownObject {
+		before[id] = true
+	}
+	l, foreign, err := o.Runtime.lookUp(ctx, id, k.kind, before)
+	if err != nil {
+		// The relist will tell; a runtime that went away is its business.
+		o.Logger.Debug("read after a change", "id", id, "change", p.what, "err", err)
+		return nil, true
+	}
+	if foreign {
+		if len(ob.foreign) >= maxForeign {
+			clear(ob.foreign)
+		}
+		ob.foreign[id] = true
+		return nil, true
+	}
+	restricted := map[string]knownPod{}
+	switch k.kind {
+	case unknownObject:
+		key, ok := l.podKey()
+		if !ok {
+			// Not (or not yet) a CRI object: a sandbox being made, or a
+			// container not made through CRI.
+			return nil, true
+		}
+		if starting[key] {
+			return nil, false // the start's outcome tells the state of it first
+		}
+	case containerObject:
+		restricted[k.pod] = knownPod{containers: map[string]projector.Container{id: k.container}}
+	case sandboxObject:
+		restricted[k.pod] = knownPod{sandboxes: map[string]projector.Sandbox{id: k.sandbox}}
+	}
+	evs, err = observations(ctx, o.Runtime, restricted, l, false)
+	if err != nil {
+		o.Logger.Debug("read after a change", "id", id, "change", p.what, "err", err)
+		return nil, true
+	}
+	o.Logger.Debug("read after a change", "id", id, "change", p.what, "try", p.tries, "shows", l.shows(p.what), "recorded", len(evs))
+	return evs, l.shows(p.what)
 }
 
 func connectedEvent(endpoint string, v VersionInfo) eventlog.Event {

@@ -38,6 +38,8 @@ type runFlags struct {
 	seccompRoot        string
 	cgroupRoot         string
 	relistPeriod       time.Duration
+	eventedRelist      time.Duration
+	runtimeEvents      bool
 	nodeIP             string
 	snapshotEvery      uint64
 	retentionAge       time.Duration
@@ -77,7 +79,9 @@ func newRunCmd() *cobra.Command {
 	fl.StringVar(&f.seccompRoot, "seccomp-profile-root", "/var/lib/kubelet/seccomp", "where Localhost seccomp profiles are (localhostProfile is relative to it; the kubelet's <root-dir>/seccomp)")
 	fl.StringVar(&f.cgroupDriver, "cgroup-driver", "cgroupfs", "cgroupfs or systemd; must match the runtime's")
 	fl.StringVar(&f.cgroupRoot, "cgroup-root", "/ledgerlet", "parent cgroup of every pod's cgroup")
-	fl.DurationVar(&f.relistPeriod, "relist-period", time.Second, "how often to re-list the container runtime")
+	fl.DurationVar(&f.relistPeriod, "relist-period", time.Second, "how often to re-list the container runtime while no runtime event stream flows")
+	fl.BoolVar(&f.runtimeEvents, "runtime-events", true, "read a container as soon as the runtime reports a change (CRI container events, or containerd's events service), instead of only at the next re-list")
+	fl.DurationVar(&f.eventedRelist, "evented-relist-period", 10*time.Second, "how often to re-list the container runtime while its event stream flows (a safety net; never less than --relist-period)")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "the node's IP address, for status.hostIP (default: the first global unicast address found)")
 	fl.Uint64Var(&f.snapshotEvery, "snapshot-every", 10000, "store a snapshot of projected state every N events")
 	fl.DurationVar(&f.retentionAge, "retention-age", 45*24*time.Hour, "drop events older than this (0: keep all)")
@@ -108,6 +112,9 @@ func (f *runFlags) validate() error {
 	}
 	if f.containerLogFiles < 2 {
 		return usagef("--container-log-max-files %d: must be at least 2", f.containerLogFiles)
+	}
+	if f.relistPeriod <= 0 || f.eventedRelist <= 0 {
+		return usagef("--relist-period and --evented-relist-period must be positive")
 	}
 	if f.fileCheckFrequency <= 0 || f.httpCheckFrequency <= 0 {
 		return usagef("--file-check-frequency and --http-check-frequency must be positive")
@@ -145,7 +152,8 @@ func (f *runFlags) run(ctx context.Context, fs *pflag.FlagSet) error {
 		Version: version, Flags: setFlags(fs), NodeName: node, NodeIP: f.nodeIP,
 		PodManifestPath: f.podManifestPath, StrictManifestPermissions: f.strictPermissions, ManifestURL: f.manifestURL, ManifestURLHeaders: f.manifestURLHeaders,
 		FileCheckFrequency: f.fileCheckFrequency, HTTPCheckFrequency: f.httpCheckFrequency,
-		RuntimeEndpoint: f.runtimeEndpoint, RelistPeriod: f.relistPeriod, PodLogsDir: f.podLogsDir,
+		RuntimeEndpoint: f.runtimeEndpoint, RelistPeriod: f.relistPeriod,
+		RuntimeEvents: f.runtimeEvents, EventedRelistPeriod: f.eventedRelist, PodLogsDir: f.podLogsDir,
 		ContainerLogMaxSize: logMaxBytes(f.containerLogMax), ContainerLogMaxFiles: f.containerLogFiles,
 		CgroupDriver: f.cgroupDriver, SeccompRoot: f.seccompRoot, CgroupRoot: f.cgroupRoot,
 		Kubeconfig: f.kubeconfig, RegisterNode: f.registerNode,

@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -161,27 +159,7 @@ func TestAgentSurvivesContainerdRestart(t *testing.T) {
 	a.start()
 	a.writeManifest("survivor.yaml", sleeper("survivor"))
 	before := a.waitRunning("survivor", 60*time.Second)
-	// Restart only the daemon: its shims, and so the containers, live on.
-	dev := os.Getenv("LEDGERLET_DEV_DIR")
-	if dev == "" {
-		dev = "/var/lib/ledgerlet-dev"
-	}
-	pidb, err := os.ReadFile(filepath.Join(dev, "containerd.pid"))
-	if err != nil {
-		t.Fatalf("read containerd pid: %v", err)
-	}
-	var pid int
-	fmt.Sscan(string(pidb), &pid)
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("stop containerd: %v", err)
-	}
-	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(2 * time.Second) // the agent notices
-	if out, err := exec.Command("../../hack/dev-containerd", "up").CombinedOutput(); err != nil {
-		t.Fatalf("dev-containerd up: %v\n%s", err, out)
-	}
+	restartContainerd(t)
 	a.waitFor("RuntimeDisconnected and RuntimeConnected again", 60*time.Second, func() bool {
 		return len(a.events("", "RuntimeDisconnected")) >= 1 && len(a.events("", "RuntimeConnected")) >= 2
 	})

@@ -44,7 +44,11 @@ type Config struct {
 
 	RuntimeEndpoint string
 	RelistPeriod    time.Duration
-	PodLogsDir      string
+	// RuntimeEvents reads an object as soon as the runtime reports a change;
+	// the relist then runs every EventedRelistPeriod as a safety net.
+	RuntimeEvents       bool
+	EventedRelistPeriod time.Duration
+	PodLogsDir          string
 	// ContainerLogMaxSize and ContainerLogMaxFiles bound each container's
 	// log under PodLogsDir (the kubelet's containerLogMaxSize/Files).
 	ContainerLogMaxSize  int64
@@ -204,8 +208,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	for _, s := range srcs.actors {
 		actor(s.name, s.run)
 	}
-	actor("runtime observer", (&runtime.Observer{Runtime: rt, Endpoint: cfg.RuntimeEndpoint, Log: rec, Projection: proj,
-		Logger: logger.With("component", "observer"), Period: cfg.RelistPeriod}).Run)
+	observer := &runtime.Observer{Runtime: rt, Endpoint: cfg.RuntimeEndpoint, Log: rec, Projection: proj,
+		Logger: logger.With("component", "observer"), Period: cfg.RelistPeriod, EventedPeriod: cfg.EventedRelistPeriod}
+	if cfg.RuntimeEvents {
+		observer.Changes = rt
+	}
+	actor("runtime observer", observer.Run)
 	actor("log rotation", (&containerlogs.Rotator{Runtime: rt, State: proj, Root: rt.LogRoot(), MaxSize: cfg.ContainerLogMaxSize,
 		MaxFiles: cfg.ContainerLogMaxFiles, Logger: logger.With("component", "logrotate")}).Run)
 	actor("prober", (&runtime.Prober{Exec: rt, Log: rec, Projection: proj, StartSeq: startSeqs[0],
