@@ -68,7 +68,7 @@ func seccompProfile(p *corev1.SeccompProfile, root string) *criv1.SecurityProfil
 	case corev1.SeccompProfileTypeLocalhost:
 		if p.LocalhostProfile != nil {
 			return &criv1.SecurityProfile{ProfileType: criv1.SecurityProfile_Localhost,
-				LocalhostRef: filepath.Join(root, filepath.Clean("/" + *p.LocalhostProfile))}
+				LocalhostRef: filepath.Join(root, filepath.Clean("/"+*p.LocalhostProfile))}
 		}
 	}
 	return nil
