@@ -96,24 +96,13 @@ func (r *Runtime) PodCgroupPaths(uid string) ([]string, error) {
 // cgroupMounts returns mount points of cgroup v1 and v2 hierarchies under fsRoot. Reading
 // /proc/self/mounts instead of assuming a layout covers v1, hybrid and unified hosts alike.
 func cgroupMounts(fsRoot string) ([]string, error) {
-	f, err := os.Open("/proc/self/mounts")
+	ms, err := cgroupMountsWithTypes(fsRoot)
 	if err != nil {
-		return nil, fmt.Errorf("list cgroup mounts: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	var out []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) < 3 || (fields[2] != "cgroup" && fields[2] != "cgroup2") {
-			continue
-		}
-		if fields[1] == fsRoot || strings.HasPrefix(fields[1], fsRoot+"/") {
-			out = append(out, fields[1])
-		}
-	}
-	if err := s.Err(); err != nil {
-		return nil, fmt.Errorf("list cgroup mounts: %w", err)
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.path)
 	}
 	return out, nil
 }
@@ -244,6 +233,8 @@ func (r *Runtime) ensurePodCgroup(pod *corev1.Pod) error {
 		dir := filepath.Join(m.path, parent)
 		files := map[string]string{}
 		switch {
+		case m.v2 && !m.controllers["memory"]:
+			continue // the hybrid layout's v2 hierarchy: no controllers to set
 		case m.v2:
 			// Controllers must be enabled in every ancestor for the files to exist.
 			if err := enableV2Controllers(m.path, parent); err != nil {
@@ -292,8 +283,9 @@ type cgroupMount struct {
 	controllers map[string]bool // v1: the controllers this hierarchy has
 }
 
-// cgroupMountsWithTypes is cgroupMounts with each hierarchy's version and,
-// for v1, its controllers (from the mount options).
+// cgroupMountsWithTypes lists the cgroup hierarchies mounted under fsRoot
+// with each one's version and controllers (v1: from the mount options; v2:
+// cgroup.controllers).
 func cgroupMountsWithTypes(fsRoot string) ([]cgroupMount, error) {
 	f, err := os.Open("/proc/self/mounts")
 	if err != nil {
@@ -315,10 +307,10 @@ func cgroupMountsWithTypes(fsRoot string) ([]cgroupMount, error) {
 			m.controllers[o] = true
 		}
 		if m.v2 {
-			// A v2 hierarchy beside v1 ones (hybrid) has no controllers to set.
-			b, err := os.ReadFile(filepath.Join(m.path, "cgroup.controllers"))
-			if err != nil || !strings.Contains(" "+strings.TrimSpace(string(b))+" ", " memory ") {
-				continue
+			// A v2 hierarchy beside v1 ones (hybrid) has no controllers.
+			b, _ := os.ReadFile(filepath.Join(m.path, "cgroup.controllers"))
+			for _, c := range strings.Fields(string(b)) {
+				m.controllers[c] = true
 			}
 		}
 		out = append(out, m)
