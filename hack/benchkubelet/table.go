@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sort"
 	"strings"
 	"time"
 )
@@ -22,15 +23,18 @@ type figures struct {
 	kill50         *killFigures
 }
 
+// results hold one figures per round and column; a failed round's is nil.
 type results struct {
-	kubelet, ledgerlet, floor *figures
+	kubelet, ledgerlet, floor []*figures
 }
 
-// cell is a number in the row's unit, or a text; an empty cell was not measured.
+// cell is a number in the row's unit (with the range over rounds when there were several), or a
+// text; an empty cell was not measured.
 type cell struct {
-	v    float64
-	ok   bool
-	text string
+	v, lo, hi float64
+	n         int // rounds behind v
+	ok        bool
+	text      string
 }
 
 func num(v float64) cell { return cell{v: v, ok: true} }
@@ -42,7 +46,37 @@ func (c cell) String(prec int) string {
 	if !c.ok {
 		return "—"
 	}
+	if c.n > 1 {
+		return fmt.Sprintf("%.*f (%.*f–%.*f)", prec, c.v, prec, c.lo, prec, c.hi)
+	}
 	return fmt.Sprintf("%.*f", prec, c.v)
+}
+
+// across folds one cell per round into one: the median, with the range; texts that differ are
+// listed.
+func across(cs []cell) cell {
+	var vs []float64
+	var texts []string
+	seen := map[string]bool{}
+	for _, c := range cs {
+		switch {
+		case c.text != "":
+			if !seen[c.text] {
+				seen[c.text] = true
+				texts = append(texts, c.text)
+			}
+		case c.ok:
+			vs = append(vs, c.v)
+		}
+	}
+	if len(texts) > 0 {
+		return cell{text: strings.Join(texts, "; ")}
+	}
+	if len(vs) == 0 {
+		return cell{}
+	}
+	sort.Float64s(vs)
+	return cell{v: vs[len(vs)/2], lo: vs[0], hi: vs[len(vs)-1], n: len(vs), ok: true}
 }
 
 type row struct {
@@ -66,12 +100,15 @@ func sCell(d time.Duration) cell {
 	return num(d.Seconds())
 }
 
-// pick applies get to a column that may be missing.
-func pick(f *figures, get func(*figures) cell) cell {
-	if f == nil {
-		return cell{}
+// pick applies get to every round of a column; a failed round is left out.
+func pick(fs []*figures, get func(*figures) cell) cell {
+	var cs []cell
+	for _, f := range fs {
+		if f != nil {
+			cs = append(cs, get(f))
+		}
 	}
-	return get(f)
+	return across(cs)
 }
 
 func rows(r results) []row {
@@ -91,15 +128,24 @@ func rows(r results) []row {
 	kept := func(k *killFigures) cell {
 		return cell{text: fmt.Sprintf("%d/%d kept, %d new", k.kept, k.pods, k.created)}
 	}
+	// The sample counts, for the labels: the same in every column that has them.
+	exitsN := 0
+	for _, fs := range [][]*figures{r.kubelet, r.ledgerlet} {
+		for _, f := range fs {
+			if f != nil {
+				exitsN = max(exitsN, len(f.restarted))
+			}
+		}
+	}
 	out := []row{
 		mk("one pod manifest → container running (median of 10)", "ms", 0, func(f *figures) cell { return msCell(median(f.onePod)) }),
 		mk("— slowest of the 10", "ms", 0, func(f *figures) cell { return msCell(quantile(f.onePod, 1)) }),
 		mk("10 manifests at once → all running", "ms", 0, func(f *figures) cell { return msCell(f.bulk) }),
 		mk("removal of 20 pods (grace 1 s) → all containers stopped", "s", 2, func(f *figures) cell { return sCell(f.removedStopped) }),
 		mk("removal of 20 pods → no CRI object left (container or sandbox)", "s", 2, func(f *figures) cell { return sCell(f.removedGone) }),
-		mk("container exit → restarted (first restart, median)", "s", 2, func(f *figures) cell { return sCell(median(f.restarted)) }),
+		mk(fmt.Sprintf("container exit → restarted (first restart, median of %d)", exitsN), "s", 2, func(f *figures) cell { return sCell(median(f.restarted)) }),
 		mk("container exit → seen by the agent (ledger), p50", "ms", 1, func(f *figures) cell { return msCell(median(f.seen)) }),
-		mk("container exit → seen by the agent (ledger), max", "ms", 1, func(f *figures) cell { return msCell(quantile(f.seen, 1)) }),
+		mk(fmt.Sprintf("container exit → seen by the agent (ledger), max of %d", exitsN), "ms", 1, func(f *figures) cell { return msCell(quantile(f.seen, 1)) }),
 		mk("idle with 10 pods, CPU (% of a core)", "%", 2, func(f *figures) cell {
 			if f.idleRSS == 0 {
 				return cell{}
@@ -153,6 +199,10 @@ func render(m machine, r results) string {
 		}
 	}
 	facts = append(facts, m.goVersion)
+	rounds := max(len(r.kubelet), len(r.ledgerlet), len(r.floor))
+	if rounds > 1 {
+		fmt.Fprintf(&b, "\nEach cell is the median of %d rounds (the kubelet, ledgerlet and the floor in turn), their range in brackets; ratio and difference are of the medians.\n", rounds)
+	}
 	fmt.Fprintf(&b, "\nMeasured %s on %s; load average %s at the start, %s at the end (a shared machine: other work ran beside it). Observed through CRI every %s.\n",
 		m.when, strings.Join(facts, ", "), m.loadStart, m.loadEnd, pollEvery)
 	return b.String()
