@@ -76,7 +76,7 @@ func (a *agent) start(ctx context.Context) error {
 		return fmt.Errorf("start %s: %w", a.name, err)
 	}
 	a.log.Info("started", "agent", a.name, "pid", a.cmd.Process.Pid)
-	// The one Wait of this process; kill9 and stop wait on exited.
+	// The one Wait of this process; kill9 waits on exited.
 	exited := make(chan struct{})
 	a.exited = exited
 	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(exited) }(a.cmd)
@@ -105,21 +105,6 @@ func (a *agent) kill9() {
 	}
 	_ = a.cmd.Process.Signal(syscall.SIGKILL)
 	<-a.exited
-	a.cmd = nil
-}
-
-// stop asks the agent to end (SIGTERM), and kills it after 30 s.
-func (a *agent) stop() {
-	if a.cmd == nil {
-		return
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.exited:
-	case <-time.After(30 * time.Second):
-		_ = a.cmd.Process.Signal(syscall.SIGKILL)
-		<-a.exited
-	}
 	a.cmd = nil
 }
 
