@@ -35,8 +35,8 @@ func addAndWait(ctx context.Context, obs *observer, d podDriver, pods []string, 
 		want[d.PodName(p)] = true
 	}
 	begin := time.Now()
-	errc := make(chan error, 1)
-	go func() { errc <- d.Add(ctx, pods) }()
+	ctx, cancel, errc := drive(ctx, func(ctx context.Context) error { return d.Add(ctx, pods) })
+	defer cancel()
 	at, err := obs.waitUntil(ctx, fmt.Sprintf("%d pods running", len(pods)), timeout, false, func(s snapshot) bool {
 		running := s.running()
 		for p := range want {
@@ -53,6 +53,22 @@ func addAndWait(ctx context.Context, obs *observer, d podDriver, pods []string, 
 		return 0, err
 	}
 	return at.Sub(begin), nil
+}
+
+// drive runs a driver's call beside the observer's wait. A failed call ends the wait at once
+// (through the returned context) instead of leaving it to its timeout; errc has its error.
+// The caller cancels the context when done waiting.
+func drive(ctx context.Context, call func(context.Context) error) (context.Context, context.CancelFunc, <-chan error) {
+	ctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		err := call(ctx)
+		if err != nil {
+			cancel()
+		}
+		errc <- err
+	}()
+	return ctx, cancel, errc
 }
 
 // onePodEach starts the pods one after the other, each measured alone.
@@ -81,8 +97,8 @@ func removal(ctx context.Context, obs *observer, d podDriver, pods []string) (st
 		want[d.PodName(p)] = true
 	}
 	begin := time.Now()
-	errc := make(chan error, 1)
-	go func() { errc <- d.Remove(ctx, pods) }()
+	ctx, cancel, errc := drive(ctx, func(ctx context.Context) error { return d.Remove(ctx, pods) })
+	defer cancel()
 	var stoppedAt time.Time
 	// The kubelet leaves exited sandboxes to its garbage collection (about a minute).
 	at, err := obs.waitUntil(ctx, fmt.Sprintf("%d pods removed", len(pods)), 5*time.Minute, true, func(s snapshot) bool {
