@@ -15,7 +15,7 @@ ENDPOINT  ?= unix:///run/containerd/containerd.sock
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 10s
 
-.PHONY: all build run test test-unit test-e2e test-e2e-containerd2 fuzz fuzz-long bench lint clean
+.PHONY: all build run test test-unit test-e2e test-e2e-containerd2 fuzz fuzz-long bench bench-kubelet lint clean
 
 all: build
 
@@ -87,6 +87,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 60m ./eventlog/... ./projector/... ./replay/... ./sources/...
 	@endpoint=$$(LEDGERLET_DEV_DIR=$(DEV_DIR) hack/dev-containerd up | tail -n 1) || exit 1; \
 	LEDGERLET_CRI_ENDPOINT=$$endpoint $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/e2e/
+
+# ledgerlet against the kubelet (standalone, static pods) and the bare CRI floor, on a private
+# containerd of its own (LEDGERLET_DEV_DIR, default /var/lib/ledgerlet-bench); writes the table
+# into BENCHMARKS.md. Flags for hack/benchkubelet go in BENCH_KUBELET_ARGS (e.g. -exits 3).
+bench-kubelet:
+	hack/bench-kubelet $(BENCH_KUBELET_ARGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

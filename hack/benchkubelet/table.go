@@ -1,0 +1,236 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// figures are one column of the table; a nil figures or a zero field was not measured.
+type figures struct {
+	onePod         []time.Duration
+	bulk           time.Duration
+	removedStopped time.Duration
+	removedGone    time.Duration
+	restarted      []time.Duration // exit → a new container running
+	seen           []time.Duration // exit → recorded by the agent (ledgerlet only)
+	idleCPU        float64         // % of one core
+	idleRSS        int64           // bytes
+	kill10         *killFigures
+	kill50         *killFigures
+}
+
+// results hold one figures per round and column; a failed round's is nil.
+type results struct {
+	kubelet, ledgerlet, floor []*figures
+}
+
+// cell is a number in the row's unit (with the range over rounds when there were several), or a
+// text; an empty cell was not measured.
+type cell struct {
+	v, lo, hi float64
+	n         int // rounds behind v
+	ok        bool
+	text      string
+}
+
+func num(v float64) cell { return cell{v: v, ok: true} }
+
+func (c cell) String(prec int) string {
+	if c.text != "" {
+		return c.text
+	}
+	if !c.ok {
+		return "—"
+	}
+	if c.n > 1 {
+		return fmt.Sprintf("%.*f (%.*f–%.*f)", prec, c.v, prec, c.lo, prec, c.hi)
+	}
+	return fmt.Sprintf("%.*f", prec, c.v)
+}
+
+// across folds one cell per round into one: the median, with the range; texts that differ are
+// listed.
+func across(cs []cell) cell {
+	var vs []float64
+	var texts []string
+	seen := map[string]bool{}
+	for _, c := range cs {
+		switch {
+		case c.text != "":
+			if !seen[c.text] {
+				seen[c.text] = true
+				texts = append(texts, c.text)
+			}
+		case c.ok:
+			vs = append(vs, c.v)
+		}
+	}
+	if len(texts) > 0 {
+		return cell{text: strings.Join(texts, "; ")}
+	}
+	if len(vs) == 0 {
+		return cell{}
+	}
+	sort.Float64s(vs)
+	return cell{v: vs[len(vs)/2], lo: vs[0], hi: vs[len(vs)-1], n: len(vs), ok: true}
+}
+
+type row struct {
+	label                     string
+	unit                      string
+	prec                      int
+	kubelet, ledgerlet, floor cell
+}
+
+func msCell(d time.Duration) cell {
+	if d == 0 {
+		return cell{}
+	}
+	return num(float64(d.Microseconds()) / 1000)
+}
+
+func sCell(d time.Duration) cell {
+	if d == 0 {
+		return cell{}
+	}
+	return num(d.Seconds())
+}
+
+// pick applies get to every round of a column; a failed round is left out.
+func pick(fs []*figures, get func(*figures) cell) cell {
+	var cs []cell
+	for _, f := range fs {
+		if f != nil {
+			cs = append(cs, get(f))
+		}
+	}
+	return across(cs)
+}
+
+func rows(r results) []row {
+	col := func(get func(*figures) cell) (cell, cell, cell) {
+		return pick(r.kubelet, get), pick(r.ledgerlet, get), pick(r.floor, get)
+	}
+	mk := func(label, unit string, prec int, get func(*figures) cell) row {
+		k, l, f := col(get)
+		return row{label: label, unit: unit, prec: prec, kubelet: k, ledgerlet: l, floor: f}
+	}
+	killCell := func(k *killFigures, get func(*killFigures) cell) cell {
+		if k == nil {
+			return cell{}
+		}
+		return get(k)
+	}
+	kept := func(k *killFigures) cell {
+		return cell{text: fmt.Sprintf("%d/%d kept, %d new", k.kept, k.pods, k.created)}
+	}
+	// The sample counts, for the labels: the same in every column that has them.
+	exitsN := 0
+	for _, fs := range [][]*figures{r.kubelet, r.ledgerlet} {
+		for _, f := range fs {
+			if f != nil {
+				exitsN = max(exitsN, len(f.restarted))
+			}
+		}
+	}
+	out := []row{
+		mk("one pod manifest → container running (median of 10)", "ms", 0, func(f *figures) cell { return msCell(median(f.onePod)) }),
+		mk("— slowest of the 10", "ms", 0, func(f *figures) cell { return msCell(quantile(f.onePod, 1)) }),
+		mk("10 manifests at once → all running", "ms", 0, func(f *figures) cell { return msCell(f.bulk) }),
+		mk("removal of 20 pods (grace 1 s) → all containers stopped", "s", 2, func(f *figures) cell { return sCell(f.removedStopped) }),
+		mk("removal of 20 pods → no CRI object left (container or sandbox)", "s", 2, func(f *figures) cell { return sCell(f.removedGone) }),
+		mk(fmt.Sprintf("container exit → restarted (first restart, median of %d)", exitsN), "s", 2, func(f *figures) cell { return sCell(median(f.restarted)) }),
+		mk("container exit → seen by the agent (ledger), p50", "ms", 1, func(f *figures) cell { return msCell(median(f.seen)) }),
+		mk(fmt.Sprintf("container exit → seen by the agent (ledger), max of %d", exitsN), "ms", 1, func(f *figures) cell { return msCell(quantile(f.seen, 1)) }),
+		mk("idle with 10 pods, CPU (% of a core)", "%", 2, func(f *figures) cell {
+			if f.idleRSS == 0 {
+				return cell{}
+			}
+			return num(f.idleCPU)
+		}),
+		mk("idle with 10 pods, RSS", "MB", 1, func(f *figures) cell {
+			if f.idleRSS == 0 {
+				return cell{}
+			}
+			return num(float64(f.idleRSS) / (1 << 20))
+		}),
+		mk("kill -9 + restart, 10 pods: containers", "", 0, func(f *figures) cell { return killCell(f.kill10, kept) }),
+		mk("kill -9 + restart, 10 pods → agent answers (kubelet /healthz, ledgerlet socket)", "ms", 0, func(f *figures) cell {
+			return killCell(f.kill10, func(k *killFigures) cell { return msCell(k.ready) })
+		}),
+		mk("kill -9 + restart, 10 pods → reconciled (runtime re-listed and adopted)", "ms", 0, func(f *figures) cell {
+			return killCell(f.kill10, func(k *killFigures) cell { return msCell(k.reconciled) })
+		}),
+		mk("kill -9 + restart, 50 pods: containers", "", 0, func(f *figures) cell { return killCell(f.kill50, kept) }),
+		mk("kill -9 + restart, 50 pods → reconciled", "ms", 0, func(f *figures) cell {
+			return killCell(f.kill50, func(k *killFigures) cell { return msCell(k.reconciled) })
+		}),
+	}
+	return out
+}
+
+// render is the table (markdown) with the machine line under it.
+func render(m machine, r results) string {
+	var b strings.Builder
+	b.WriteString("| figure | unit | kubelet | ledgerlet | floor (CRI, no agent) | ledgerlet / kubelet | ledgerlet − floor |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|\n")
+	for _, rw := range rows(r) {
+		ratio, diff := "", ""
+		if rw.kubelet.ok && rw.ledgerlet.ok && rw.kubelet.v != 0 {
+			ratio = fmt.Sprintf("%.2f×", rw.ledgerlet.v/rw.kubelet.v)
+		}
+		if rw.ledgerlet.ok && rw.floor.ok {
+			diff = fmt.Sprintf("%+.*f", rw.prec, rw.ledgerlet.v-rw.floor.v)
+			if rw.floor.v != 0 {
+				diff += fmt.Sprintf(" (%+.0f %%)", 100*(rw.ledgerlet.v-rw.floor.v)/math.Abs(rw.floor.v))
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", rw.label, rw.unit,
+			rw.kubelet.String(rw.prec), rw.ledgerlet.String(rw.prec), rw.floor.String(rw.prec), ratio, diff)
+	}
+	facts := []string{fmt.Sprintf("%d × %s", m.cores, m.cpu), "Linux " + m.kernel, m.runtime}
+	for _, v := range []string{m.kubelet, m.ledgerlet} {
+		if v != "" {
+			facts = append(facts, v)
+		}
+	}
+	facts = append(facts, m.goVersion)
+	rounds := max(len(r.kubelet), len(r.ledgerlet), len(r.floor))
+	if rounds > 1 {
+		fmt.Fprintf(&b, "\nEach cell is the median of %d rounds (the kubelet, ledgerlet and the floor in turn), their range in brackets; ratio and difference are of the medians.\n", rounds)
+	}
+	fmt.Fprintf(&b, "\nMeasured %s on %s; load average %s at the start, %s at the end (a shared machine: other work ran beside it). Observed through CRI every %s.\n",
+		m.when, strings.Join(facts, ", "), m.loadStart, m.loadEnd, pollEvery)
+	return b.String()
+}
+
+const (
+	markerBegin = "<!-- bench-kubelet:begin -->"
+	markerEnd   = "<!-- bench-kubelet:end -->"
+)
+
+// writeBetweenMarkers replaces what is between the markers in file with table; a file without
+// them gets a section with them at its end.
+func writeBetweenMarkers(file, table string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", file, err)
+	}
+	s := string(b)
+	i, j := strings.Index(s, markerBegin), strings.Index(s, markerEnd)
+	block := markerBegin + "\n" + table + markerEnd
+	switch {
+	case i >= 0 && j > i:
+		s = s[:i] + block + s[j+len(markerEnd):]
+	default:
+		s = strings.TrimRight(s, "\n") + "\n\n## Against the kubelet: `make bench-kubelet`\n\n" + block + "\n"
+	}
+	if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	return nil
+}

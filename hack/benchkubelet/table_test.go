@@ -1,0 +1,55 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestTableReplacesOnlyWhatIsBetweenTheMarkers(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	before := "# Benchmarks\n\nintro\n\n" + markerBegin + "\nold table\n" + markerEnd + "\n\nafter\n"
+	if err := os.WriteFile(f, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeBetweenMarkers(f, "| new |\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(f)
+	want := "# Benchmarks\n\nintro\n\n" + markerBegin + "\n| new |\n" + markerEnd + "\n\nafter\n"
+	if string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestTableWithoutMarkersGetsASectionAtTheEnd(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := os.WriteFile(f, []byte("# Benchmarks\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeBetweenMarkers(f, "| new |\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(f)
+	if !strings.HasSuffix(string(got), markerBegin+"\n| new |\n"+markerEnd+"\n") {
+		t.Errorf("no section with markers at the end:\n%s", got)
+	}
+}
+
+func TestRoundsFoldIntoTheMedianAndTheRange(t *testing.T) {
+	c := across([]cell{num(3), num(1), {}, num(2)})
+	if got := c.String(0); got != "2 (1–3)" {
+		t.Errorf("got %q, want 2 (1–3)", got)
+	}
+	if got := across([]cell{num(5)}).String(1); got != "5.0" {
+		t.Errorf("one round: got %q, want 5.0", got)
+	}
+	if got := across(nil).String(0); got != "—" {
+		t.Errorf("no round: got %q, want —", got)
+	}
+	same := cell{text: "10/10 kept, 0 new"}
+	if got := across([]cell{same, same}).String(0); got != "10/10 kept, 0 new" {
+		t.Errorf("equal texts: got %q", got)
+	}
+}
