@@ -145,11 +145,16 @@ func TestFollowContinuesAcrossRotation(t *testing.T) {
 	}
 	waitFor(2)
 	for i := range 3 {
-		rt.write(t, 2, 20)
+		// Rotations are a period (10 s) apart and the follower checks far
+		// more often: each rotation here waits for the follower to have read
+		// what was written after the one before (two rotations within one
+		// poll are outside what follow promises, and a loaded machine made
+		// them happen when the test rotated right after writing).
 		if err := r.Rotate(context.Background(), Target{ContainerID: "c", Path: live}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(4 + 2*i) // rotations are a period apart; the follower checks far more often
+		rt.write(t, 2, 20)
+		waitFor(4 + 2*i)
 	}
 	rt.write(t, 1, 20)
 	waitFor(9)
