@@ -15,15 +15,29 @@ import (
 )
 
 // Change is the runtime saying that one of its objects changed: a hint to
-// look at that object now, never a fact to record. The observer records only
-// what a CRI read of the object then says, so the ledger reads the same
-// whether a change or the relist found it.
+// look at that object now. The observer records what a CRI read of the
+// object then says, so the ledger reads the same whether a change or the
+// relist found it. The one exception is Exit: see there.
 type Change struct {
 	// ID is a container's or a pod sandbox's ID.
 	ID   string
 	What ChangeKind
 	// At is when the runtime says it happened; zero when it did not say.
 	At time.Time
+	// Exit is the container's exit as the runtime's own exit event states
+	// it (containerd's /tasks/exit), nil for every other change. containerd's
+	// CRI plugin reports an exit only after the shim has cleaned the task up
+	// (60-300 ms here, more when exits queue), so while a CRI read still
+	// shows the container running, the observer records the exit from these
+	// facts, in the fields CRI will report, and confirms them by a CRI read
+	// once CRI shows it (correcting what differs).
+	Exit *Exit
+}
+
+// Exit is a container's exit as the runtime published it.
+type Exit struct {
+	Code int32
+	At   time.Time
 }
 
 // ChangeKind is what the runtime says happened to an object.
@@ -143,6 +157,12 @@ var containerdTopics = map[string]ChangeKind{
 	"/containers/delete": ChangeDeleted,
 }
 
+// exitFields are TaskExit's exit_status (uint32) and exited_at (Timestamp).
+const (
+	exitStatusField protowire.Number = 4
+	exitedAtField   protowire.Number = 5
+)
+
 // processIDField is the field of a task event's payload that names the
 // process, where it is not the container's own (an exec's).
 var processIDField = map[string]protowire.Number{
@@ -228,12 +248,18 @@ func decodeEnvelope(b []byte) (c Change, ok bool, err error) {
 		return Change{}, false, nil
 	}
 	var processID string
+	var exit Exit
 	err = eachField(payload, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		switch {
 		case num == 1 && typ == protowire.BytesType:
 			c.ID = string(v)
 		case num == processIDField[topic] && typ == protowire.BytesType:
 			processID = string(v)
+		case topic == "/tasks/exit" && num == exitStatusField && typ == protowire.VarintType:
+			n, _ := protowire.ConsumeVarint(v)
+			exit.Code = int32(uint32(n)) // as CRI reports it: int32(exit_status)
+		case topic == "/tasks/exit" && num == exitedAtField && typ == protowire.BytesType:
+			exit.At = decodeTimestamp(v)
 		}
 		return nil
 	})
@@ -244,6 +270,9 @@ func decodeEnvelope(b []byte) (c Change, ok bool, err error) {
 		return Change{}, false, nil
 	}
 	c.What = what
+	if topic == "/tasks/exit" && !exit.At.IsZero() {
+		c.Exit = &exit
+	}
 	return c, true, nil
 }
 

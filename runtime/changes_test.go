@@ -512,3 +512,139 @@ func TestContainerdEventsAreUsedWhereCRIHasNone(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// taskExit encodes containerd's /tasks/exit envelope with its exit status and time.
+func taskExit(id string, code uint32, at time.Time) []byte {
+	var ts []byte
+	ts = protowire.AppendTag(ts, 1, protowire.VarintType)
+	ts = protowire.AppendVarint(ts, uint64(at.Unix()))
+	ts = protowire.AppendTag(ts, 2, protowire.VarintType)
+	ts = protowire.AppendVarint(ts, uint64(at.Nanosecond()))
+	var payload []byte
+	payload = protowire.AppendTag(payload, 1, protowire.BytesType)
+	payload = protowire.AppendString(payload, id)
+	payload = protowire.AppendTag(payload, 2, protowire.BytesType)
+	payload = protowire.AppendString(payload, id)
+	payload = protowire.AppendTag(payload, 3, protowire.VarintType)
+	payload = protowire.AppendVarint(payload, 4242)
+	payload = protowire.AppendTag(payload, exitStatusField, protowire.VarintType)
+	payload = protowire.AppendVarint(payload, uint64(code))
+	payload = protowire.AppendTag(payload, exitedAtField, protowire.BytesType)
+	payload = protowire.AppendBytes(payload, ts)
+	var any []byte
+	any = protowire.AppendTag(any, 2, protowire.BytesType)
+	any = protowire.AppendBytes(any, payload)
+	var b []byte
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, "k8s.io")
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendString(b, "/tasks/exit")
+	b = protowire.AppendTag(b, 4, protowire.BytesType)
+	b = protowire.AppendBytes(b, any)
+	return b
+}
+
+func TestContainerdsTaskExitCarriesTheExitAsCRIWillReportIt(t *testing.T) {
+	at := time.Unix(1_800_000_000, 987654321)
+	for _, tt := range []struct {
+		code uint32
+		want int32
+	}{{0, 0}, {137, 137}, {255, 255}} {
+		c, ok, err := decodeEnvelope(taskExit("c1", tt.code, at))
+		if err != nil || !ok {
+			t.Fatalf("decode: ok=%v err=%v", ok, err)
+		}
+		if c.Exit == nil || c.Exit.Code != tt.want || !c.Exit.At.Equal(at) || c.What != ChangeExited || c.ID != "c1" {
+			t.Fatalf("exit %d decoded to %+v (exit %+v)", tt.code, c, c.Exit)
+		}
+	}
+	// Only the container's own exit event carries it.
+	c, _, _ := decodeEnvelope(envelope("k8s.io", "/tasks/delete", at, map[protowire.Number]string{1: "c1"}))
+	if c.Exit != nil {
+		t.Fatalf("a task deletion carries an exit: %+v", c.Exit)
+	}
+}
+
+// exitWorld is an observer world whose CRI still shows c1 running when
+// containerd's exit event for it arrives, as containerd 1.6 does for
+// 60-300 ms: the event's exit is recorded at once.
+func exitWorld(t *testing.T, code int32) (w *observerWorld, changes *fakeChanges, stop func() error, got *pb.ContainerObserved) {
+	t.Helper()
+	w = newObserverWorld(t, false)
+	changes = newFakeChanges()
+	stop = w.run(&Observer{Changes: changes, Period: time.Hour, EventedPeriod: time.Hour})
+	w.waitFor("the runtime connected", 5*time.Second, w.connected)
+	finished := time.Unix(0, w.cri.containers["c1"].CreatedAt+1) // what the fake CRI will report
+	changes.feed <- Change{ID: "c1", What: ChangeExited, Exit: &Exit{Code: code, At: finished}}
+	w.waitFor("the exit recorded from the event", 2*time.Second, func() bool { return len(w.observed()) == 1 })
+	return w, changes, stop, w.observed()[0]
+}
+
+func TestAnExitIsRecordedFromTheRuntimesEventWhileCRILagsAndReadsAsARelistWould(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	w, changes, stop, got := exitWorld(t, 3)
+	defer w.stop()
+	if got.State != "exited" || got.ExitCode != 3 || got.Reason != "Error" || got.FinishedUnixNano != w.cri.containers["c1"].CreatedAt+1 {
+		t.Fatalf("recorded %v", got)
+	}
+
+	// A relist while CRI still shows it running records nothing: an exited
+	// container never runs again.
+	var known map[string]knownPod
+	var ids map[string]bool
+	w.proj.Read(func(s *projector.State) { known, ids = knownObjects(s), knownIDs(s) })
+	l, err := w.rt.list(context.Background(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := observations(context.Background(), w.rt, known, l, false); err != nil || len(evs) != 0 {
+		t.Fatalf("a relist behind the event records %v (err %v)", evs, err)
+	}
+
+	// CRI catches up, and says the same: nothing more is recorded, and what
+	// was recorded is what a relist of the exited container records.
+	w.cri.setState("c1", criv1.ContainerState_CONTAINER_EXITED, 3)
+	changes.feed <- Change{ID: "c1", What: ChangeExited} // the task's deletion
+	time.Sleep(100 * time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(w.observed()); n != 1 {
+		t.Fatalf("%d observations, want the exit once: %v", n, w.observed())
+	}
+	running := known // as the state was before the exit, but for the sandbox, unchanged
+	c1 := running["default/web-n1"].containers["c1"]
+	c1.State, c1.ExitCode, c1.Reason, c1.FinishedAt = "running", 0, "", 0
+	running["default/web-n1"].containers["c1"] = c1
+	l, err = w.rt.list(context.Background(), map[string]bool{"c1": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := observations(context.Background(), w.rt, running, l, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 1 || !proto.Equal(want[0].Data, got) {
+		t.Fatalf("recorded from the event:\n  %v\na relist records:\n  %v", got, want)
+	}
+}
+
+func TestAnExitRecordedFromTheEventIsCorrectedWhereCRISaysOtherwise(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	w, changes, stop, _ := exitWorld(t, 3)
+	defer w.stop()
+	w.cri.setState("c1", criv1.ContainerState_CONTAINER_EXITED, 4)
+	changes.feed <- Change{ID: "c1", What: ChangeExited}
+	w.waitFor("the correction", 2*time.Second, func() bool { return len(w.observed()) == 2 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.observed(); got[1].ExitCode != 4 || got[1].State != "exited" {
+		t.Fatalf("corrected to %v", got[1])
+	}
+	w.waitFor("the state to hold CRI's exit code", 2*time.Second, func() bool {
+		var code int32
+		w.proj.Read(func(s *projector.State) { code = s.Pods["default/web-n1"].Containers["c1"].ExitCode })
+		return code == 4
+	})
+}

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"log/slog"
 	"sort"
 	"sync"
@@ -216,7 +217,10 @@ func observations(ctx context.Context, st statuser, known map[string]knownPod, l
 		listed[c.ID] = true
 		key := c.PodNamespace + "/" + c.PodName
 		known, ok := known[key].containers[c.ID]
-		if ok && known.State == string(c.State) {
+		// An exited container never runs again: a CRI listing that still
+		// shows it running is behind what containerd published (see Exit).
+		stale := ok && known.State == string(ContainerExited) && (c.State == ContainerRunning || c.State == ContainerCreated)
+		if ok && (known.State == string(c.State) || stale) {
 			if adopt {
 				evs = append(evs, eventlog.Event{Pod: key, Data: &pb.ContainerObserved{
 					Uid: known.UID, SandboxId: known.SandboxID, Container: known.Name, ContainerId: c.ID,
@@ -237,12 +241,7 @@ func observations(ctx context.Context, st statuser, known map[string]knownPod, l
 		if full.SandboxID == "" {
 			full.SandboxID = c.SandboxID
 		}
-		evs = append(evs, eventlog.Event{Pod: key, Data: &pb.ContainerObserved{
-			Uid: full.PodUID, SandboxId: full.SandboxID, Container: full.Name, ContainerId: full.ID,
-			Attempt: full.Attempt, State: string(full.State), ExitCode: full.ExitCode, Reason: full.Reason,
-			StartedUnixNano: unixNano(full.StartedAt), FinishedUnixNano: unixNano(full.FinishedAt),
-			Adopted: adopt, Init: full.Type == ContainerTypeInit, GracePeriodSeconds: full.GraceSeconds,
-		}})
+		evs = append(evs, eventlog.Event{Pod: key, Data: containerObserved(full, adopt)})
 	}
 	for _, key := range sortedKeys(known) {
 		p := known[key]
@@ -260,6 +259,16 @@ func observations(ctx context.Context, st statuser, known map[string]knownPod, l
 		}
 	}
 	return evs, nil
+}
+
+// containerObserved is the record of a container's full CRI status.
+func containerObserved(full ObservedContainer, adopt bool) *pb.ContainerObserved {
+	return &pb.ContainerObserved{
+		Uid: full.PodUID, SandboxId: full.SandboxID, Container: full.Name, ContainerId: full.ID,
+		Attempt: full.Attempt, State: string(full.State), ExitCode: full.ExitCode, Reason: full.Reason,
+		StartedUnixNano: unixNano(full.StartedAt), FinishedUnixNano: unixNano(full.FinishedAt),
+		Adopted: adopt, Init: full.Type == ContainerTypeInit, GracePeriodSeconds: full.GraceSeconds,
+	}
 }
 
 func unixNano(t time.Time) int64 {
@@ -343,6 +352,15 @@ type observing struct {
 	// foreign holds IDs of objects another agent (or the kubelet) made, so
 	// their changes cost nothing after the first.
 	foreign map[string]bool
+	// oom holds containers the runtime said were OOM-killed, until their
+	// exit is recorded: the reason CRI will give that exit.
+	oom map[string]bool
+	// unconfirmed holds exits recorded from the runtime's event while CRI
+	// lagged, until a CRI read confirms (or corrects) them. It outlives a
+	// pending read: CRI may take longer than changeRetries when exits queue,
+	// and the task's deletion, published just before CRI's update, is read
+	// again.
+	unconfirmed map[string]*pb.ContainerObserved
 }
 
 // pendingRead is an object to read because the runtime said it changed.
@@ -350,6 +368,8 @@ type pendingRead struct {
 	what  ChangeKind
 	tries int
 	due   time.Time
+	// exit is the runtime's own word on a container's exit (Change.Exit).
+	exit *Exit
 }
 
 // watchMsg is what the stream watcher tells the observer loop.
@@ -399,7 +419,8 @@ func (o *Observer) Run(ctx context.Context) error {
 			o.watch(ctx, msgs)
 		}()
 	}
-	ob := &observing{adopt: true, backoff: o.Period, pending: map[string]*pendingRead{}, foreign: map[string]bool{}}
+	ob := &observing{adopt: true, backoff: o.Period, pending: map[string]*pendingRead{}, foreign: map[string]bool{},
+		oom: map[string]bool{}, unconfirmed: map[string]*pb.ContainerObserved{}}
 	relist := time.NewTimer(0)
 	defer relist.Stop()
 	settle := time.NewTimer(time.Hour)
@@ -474,11 +495,26 @@ func (o *Observer) handle(m watchMsg, ob *observing, settle, relist *time.Timer)
 			return
 		}
 		c := m.change
-		if p := ob.pending[c.ID]; p != nil {
-			p.what, p.tries, p.due = stronger(p.what, c.What), 0, time.Time{}
-			return
+		switch c.What {
+		case ChangeOOM:
+			if len(ob.oom) >= maxForeign {
+				clear(ob.oom)
+			}
+			ob.oom[c.ID] = true
+		case ChangeDeleted:
+			delete(ob.oom, c.ID)
+			delete(ob.unconfirmed, c.ID)
 		}
-		ob.pending[c.ID] = &pendingRead{what: c.What}
+		p := ob.pending[c.ID]
+		if p == nil {
+			p = &pendingRead{what: c.What}
+			ob.pending[c.ID] = p
+		} else {
+			p.what, p.tries, p.due = stronger(p.what, c.What), 0, time.Time{}
+		}
+		if c.Exit != nil && p.exit == nil {
+			p.exit = c.Exit
+		}
 	}
 }
 
@@ -769,17 +805,82 @@ func (o *Observer) readOne(ctx context.Context, ob *observing, id string, p *pen
 			return nil, false // the start's outcome tells the state of it first
 		}
 	case containerObject:
+		shown := l.shows(ChangeExited)
+		if p.exit != nil && !shown && k.container.State == string(ContainerRunning) {
+			// CRI is behind containerd's exit event: record the exit as CRI
+			// will report it (everything else as CRI reports it now), and
+			// read on until CRI confirms it.
+			if full, err := o.Runtime.ContainerStatus(ctx, id); err == nil && full.State == ContainerRunning {
+				if full.SandboxID == "" {
+					full.SandboxID = k.container.SandboxID
+				}
+				rec := exitObserved(full, *p.exit, ob.oom[id])
+				if len(ob.unconfirmed) >= maxForeign {
+					clear(ob.unconfirmed)
+				}
+				ob.unconfirmed[id] = rec
+				o.Logger.Debug("exit recorded from the runtime's event", "id", id, "exitCode", p.exit.Code)
+				return []eventlog.Event{{Pod: k.pod, Data: rec}}, false
+			}
+		}
+		if rec := ob.unconfirmed[id]; rec != nil {
+			if !shown {
+				return nil, false
+			}
+			evs = o.confirmExit(ctx, id, k.pod, rec)
+			delete(ob.unconfirmed, id)
+			delete(ob.oom, id)
+		}
 		restricted[k.pod] = knownPod{containers: map[string]projector.Container{id: k.container}}
 	case sandboxObject:
 		restricted[k.pod] = knownPod{sandboxes: map[string]projector.Sandbox{id: k.sandbox}}
 	}
-	evs, err = observations(ctx, o.Runtime, restricted, l, false)
+	more, err := observations(ctx, o.Runtime, restricted, l, false)
+	evs = append(evs, more...)
 	if err != nil {
 		o.Logger.Debug("read after a change", "id", id, "change", p.what, "err", err)
 		return nil, true
 	}
 	o.Logger.Debug("read after a change", "id", id, "change", p.what, "try", p.tries, "shows", l.shows(p.what), "recorded", len(evs))
 	return evs, l.shows(p.what)
+}
+
+// exitObserved is the observation CRI will make of a running container's
+// exit, from the runtime's exit event: containerd's CRI plugin keeps the
+// exit status and time of the event and names the reason by the exit code,
+// or OOMKilled after an OOM event (pkg/cri: completeExitReason,
+// errorExitReason, oomExitReason).
+func exitObserved(running ObservedContainer, exit Exit, oom bool) *pb.ContainerObserved {
+	reason := "Error"
+	switch {
+	case oom:
+		reason = "OOMKilled"
+	case exit.Code == 0:
+		reason = "Completed"
+	}
+	rec := containerObserved(running, false)
+	rec.State, rec.ExitCode, rec.Reason, rec.FinishedUnixNano = string(ContainerExited), exit.Code, reason, exit.At.UnixNano()
+	return rec
+}
+
+// confirmExit reads the full CRI status of a container whose exit was
+// recorded from the runtime's event, and returns a corrected observation
+// where CRI says otherwise (nothing when it agrees, or is gone).
+func (o *Observer) confirmExit(ctx context.Context, id, pod string, recorded *pb.ContainerObserved) []eventlog.Event {
+	full, err := o.Runtime.ContainerStatus(ctx, id)
+	if err != nil {
+		o.Logger.Debug("confirm an exit", "id", id, "err", err)
+		return nil
+	}
+	if full.SandboxID == "" {
+		full.SandboxID = recorded.SandboxId
+	}
+	got := containerObserved(full, false)
+	if proto.Equal(got, recorded) {
+		return nil
+	}
+	o.Logger.Info("runtime's exit differs from its event; recording it", "id", id, "event", recorded, "cri", got)
+	return []eventlog.Event{{Pod: pod, Data: got}}
 }
 
 func connectedEvent(endpoint string, v VersionInfo) eventlog.Event {

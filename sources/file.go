@@ -28,6 +28,15 @@ const (
 	// copy): a file is read only after this much quiet. A rename into place
 	// does not wait: its content is complete.
 	DefaultSettleWindow = 500 * time.Millisecond
+	// DefaultGoneSettleWindow is the quiet time after a name was deleted or
+	// renamed away before the pod goes: nothing of it is left to be written,
+	// but tools replace a file by removing it first (vim renames the original
+	// away and writes a new one; kubeadm moves a manifest to its backup
+	// directory and the new one in; scripts rm then cp), all within
+	// milliseconds, and the pod must not blink. A write that follows waits
+	// its own SettleWindow. Longer would only delay every removal (issue 11:
+	// stopping at once is what an operator expects of `rm`).
+	DefaultGoneSettleWindow = 100 * time.Millisecond
 	// appendRetry bounds how long a failed Append waits before a re-list
 	// tries again (the log may be briefly unavailable, e.g. disk full).
 	appendRetry = time.Second
@@ -49,6 +58,9 @@ type FileConfig struct {
 	// before it is read, so a file written in several parts is read once,
 	// complete. Default DefaultSettleWindow.
 	SettleWindow time.Duration
+	// GoneSettleWindow is the quiet time after a file was deleted or renamed
+	// away before its pod is removed. Default DefaultGoneSettleWindow.
+	GoneSettleWindow time.Duration
 	// StrictPermissions refuses a manifest that is, or whose directory is,
 	// writable by group or others or owned by another user; without it such
 	// a manifest is accepted with a warning (--strict-manifest-permissions).
@@ -109,6 +121,9 @@ func NewFileSource(cfg FileConfig) (*FileSource, error) {
 	}
 	if cfg.SettleWindow <= 0 {
 		cfg.SettleWindow = DefaultSettleWindow
+	}
+	if cfg.GoneSettleWindow <= 0 {
+		cfg.GoneSettleWindow = min(DefaultGoneSettleWindow, cfg.SettleWindow)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -253,6 +268,13 @@ func (s *FileSource) handleEvents(ctx context.Context, batch []watchEvent) {
 			// Renamed within the directory: the old name is gone now.
 			immediate[name] = true
 			delete(s.pending, name)
+		case ev.op&(opRemove|opMovedFrom) != 0 && ev.op&^(opRemove|opMovedFrom) == 0:
+			// Gone: only a quick replacement is waited for.
+			s.pending[name] = now.Add(s.cfg.GoneSettleWindow)
+			delete(immediate, name)
+			if ev.op&opMovedFrom != 0 && ev.cookie != 0 {
+				s.movedAway[ev.cookie] = name
+			}
 		default:
 			s.pending[name] = now.Add(window)
 			delete(immediate, name) // written after it was renamed into place

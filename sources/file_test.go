@@ -271,12 +271,34 @@ func TestFileRemovedRemovesPod(t *testing.T) {
 	dir := manifestDir(t)
 	path := filepath.Join(dir, "web.yaml")
 	write(t, path, podYAML("web", "busybox:1.36"))
-	h := startFile(t, dir, nil)
+	// A removal waits only for a quick replacement (GoneSettleWindow), not
+	// for the window a file being written gets.
+	h := startFile(t, dir, nil, func(c *FileConfig) { c.SettleWindow = 2 * time.Second })
+	start := time.Now()
 	os.Remove(path)
 	got := h.rec.waitFor(t, "removed", hasLine("ManifestRemoved default/web-node1 web.yaml"))
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("removal recorded after %v: it waited for the settle window of a write", d)
+	}
 	rm := h.rec.events()[2].Data.(*eventpb.ManifestRemoved)
 	if rm.Uid == "" || rm.Path != path {
 		t.Errorf("removal %+v; events %v", rm, got)
+	}
+}
+
+func TestRemoveThenRewriteDoesNotBlink(t *testing.T) {
+	dir := manifestDir(t)
+	path := filepath.Join(dir, "web.yaml")
+	write(t, path, podYAML("web", "busybox:1.36"))
+	h := startFile(t, dir, nil)
+	// A script's `rm web.yaml; cp new.yaml web.yaml`.
+	os.Remove(path)
+	time.Sleep(10 * time.Millisecond)
+	write(t, path, podYAML("web", "busybox:1.37"))
+	h.rec.waitFor(t, "changed", hasLine("ManifestChanged default/web-node1 web.yaml"))
+	quiet()
+	if got := summary(h.rec.events()); countPrefix(got, "ManifestRemoved") != 0 || countPrefix(got, "ManifestRejected") != 0 {
+		t.Errorf("rm then cp made the pod blink:\n%s", strings.Join(got, "\n"))
 	}
 }
 

@@ -14,8 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/version"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
@@ -105,7 +103,7 @@ type Agent struct {
 	facts nodeFacts
 	// client serves every request but the watch and has requestTimeout;
 	// watcher has none, as a watch lasts minutes.
-	client, watcher kubernetes.Interface
+	client, watcher kubeAPI
 
 	// conn is the connection made in this run, nil before the first: the
 	// Node's UID that mirrors must name as their owner.
@@ -146,18 +144,18 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	rc.UserAgent = "ledgerlet/" + versionOr(cfg.Version)
 	watchConfig := *rc
 	rc.Timeout = requestTimeout
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := newRESTAPI(rc)
 	if err != nil {
 		return nil, fmt.Errorf("mirror agent: client for %s: %w", rc.Host, err)
 	}
-	watcher, err := kubernetes.NewForConfig(&watchConfig)
+	watcher, err := newRESTAPI(&watchConfig)
 	if err != nil {
 		return nil, fmt.Errorf("mirror agent: watch client for %s: %w", rc.Host, err)
 	}
 	return newAgent(ctx, cfg, rc.Host, client, watcher, readNodeFacts())
 }
 
-func newAgent(_ context.Context, cfg Config, host string, client, watcher kubernetes.Interface, facts nodeFacts) (*Agent, error) {
+func newAgent(_ context.Context, cfg Config, host string, client, watcher kubeAPI, facts nodeFacts) (*Agent, error) {
 	if cfg.NodeName == "" {
 		return nil, errors.New("mirror agent: no node name")
 	}
@@ -323,14 +321,13 @@ func (a *Agent) record(ctx context.Context, evs ...eventlog.Event) error {
 // after an apiserver start /version may be refused for a moment (its RBAC
 // caches fill after /readyz), so it is asked a few times.
 func (a *Agent) serverVersion(ctx context.Context) string {
-	sv := discovery.ToServerVersionInterfaceWithContext(a.client.Discovery())
 	var err error
 	for try := range 3 {
 		if try > 0 && !sleep(ctx, time.Duration(try)*500*time.Millisecond) {
 			break
 		}
 		var v *version.Info
-		if v, err = sv.ServerVersionWithContext(ctx); err == nil {
+		if v, err = a.client.ServerVersion(ctx); err == nil {
 			return v.GitVersion
 		}
 	}

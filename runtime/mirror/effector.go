@@ -72,7 +72,7 @@ func (a *Agent) create(ctx context.Context, conn *connection, job runtime.Job, o
 		return out, fmt.Errorf("create mirror %s: no config hash", job.Pod)
 	}
 	pod := mirrorPod(job.Spec, hash, a.cfg.NodeName, conn.nodeUID)
-	created, err := a.client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+	created, err := a.client.Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err == nil {
 		out.MirrorUid = string(created.UID)
 		return out, nil
@@ -133,7 +133,7 @@ func (a *Agent) findPod(ctx context.Context, namespace, name string) (*corev1.Po
 		fields.OneTermEqualSelector("metadata.name", name),
 		fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName),
 	)
-	list, err := a.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{FieldSelector: sel.String()})
+	list, err := a.client.Pods(namespace).List(ctx, metav1.ListOptions{FieldSelector: sel.String()})
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func (a *Agent) delete(ctx context.Context, job runtime.Job, out *pb.Outcome) (*
 	out.MirrorUid = uid
 	grace := int64(0)
 	muid := types.UID(uid)
-	err := a.client.CoreV1().Pods(namespace).Delete(ctx, name, metav1.DeleteOptions{
+	err := a.client.Pods(namespace).Delete(ctx, name, metav1.DeleteOptions{
 		GracePeriodSeconds: &grace, Preconditions: &metav1.Preconditions{UID: &muid},
 	})
 	if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
@@ -191,7 +191,7 @@ func (a *Agent) patchStatus(ctx context.Context, job runtime.Job, out *pb.Outcom
 	if err != nil {
 		return out, fmt.Errorf("mirror status %s: %w", job.Pod, err)
 	}
-	_, err = a.client.CoreV1().Pods(namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+	_, err = a.client.Pods(namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
 	switch {
 	case err == nil:
 		return out, nil

@@ -14,6 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -170,6 +173,19 @@ func fakeClient(objects ...runtime.Object) *fake.Clientset {
 	return c
 }
 
+// clientsetAPI is kubeAPI on a client-go clientset (here, its fake): the
+// typed clients satisfy the narrow interfaces as they are.
+type clientsetAPI struct{ cs kubernetes.Interface }
+
+func (c clientsetAPI) Pods(namespace string) podAPI { return c.cs.CoreV1().Pods(namespace) }
+func (c clientsetAPI) Nodes() nodeAPI               { return c.cs.CoreV1().Nodes() }
+func (c clientsetAPI) Leases(namespace string) leaseAPI {
+	return c.cs.CoordinationV1().Leases(namespace)
+}
+func (c clientsetAPI) ServerVersion(ctx context.Context) (*version.Info, error) {
+	return discovery.ToServerVersionInterfaceWithContext(c.cs.Discovery()).ServerVersionWithContext(ctx)
+}
+
 const testNode = "node1"
 
 // testAgent is an Agent on a fake clientset; connected says whether a
@@ -185,7 +201,8 @@ func testAgent(t *testing.T, client *fake.Clientset, rec *memRecorder, connected
 		edit(&cfg)
 	}
 	facts := nodeFacts{os: "linux", arch: "amd64", cpus: 2, memory: 4 << 30, bootID: "boot-1", machineID: "machine-1", kernel: "6.1.0", osImage: "Test Linux"}
-	a, err := newAgent(t.Context(), cfg, "https://127.0.0.1:16443", client, client, facts)
+	api := clientsetAPI{client}
+	a, err := newAgent(t.Context(), cfg, "https://127.0.0.1:16443", api, api, facts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func (l *leaser) run(ctx context.Context) error {
 // As the kubelet's lease controller, it updates the lease it last got back
 // and gets it afresh only when that fails.
 func (l *leaser) renew(ctx context.Context, now time.Time) error {
-	leases := l.a.client.CoordinationV1().Leases(leaseNamespace)
+	leases := l.a.client.Leases(leaseNamespace)
 	if l.latest != nil {
 		updated, err := leases.Update(ctx, l.renewed(l.latest, now), metav1.UpdateOptions{})
 		if err == nil {

@@ -29,7 +29,7 @@ const maxPods = 110
 // ensureNode returns this node's Node, registering it if it is missing and
 // registration is on.
 func (a *Agent) ensureNode(ctx context.Context) (*corev1.Node, error) {
-	nodes := a.client.CoreV1().Nodes()
+	nodes := a.client.Nodes()
 	node, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
 	switch {
 	case err == nil:
@@ -128,7 +128,7 @@ func (r *statusReporter) sync(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("node status patch: %w", err)
 	}
-	node, err := r.a.client.CoreV1().Nodes().Patch(ctx, r.current.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	node, err := r.a.client.Nodes().Patch(ctx, r.current.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	if apierrors.IsNotFound(err) {
 		return lost("node %s was deleted", r.current.Name)
 	}

@@ -32,7 +32,7 @@ type observed struct {
 // lostAfter, nil when ctx ends.
 func (a *Agent) observe(ctx context.Context) error {
 	opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName).String()}
-	pods := a.watcher.CoreV1().Pods(metav1.NamespaceAll)
+	pods := a.watcher.Pods(metav1.NamespaceAll)
 	synced := false
 	relist := true
 	var failingSince time.Time

@@ -41,7 +41,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "ledgerlet")
-	out, err := exec.Command("go", "build", "-o", binary, "github.com/ledgerlet/ledgerlet/cmd/ledgerlet").CombinedOutput()
+	build := exec.Command("go", "build", "-o", binary, "github.com/ledgerlet/ledgerlet/cmd/ledgerlet")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build` builds it
+	out, err := build.CombinedOutput()
 	if err != nil {
 		fmt.Printf("build ledgerlet: %v\n%s", err, out)
 		os.Exit(1)
