@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/strategicpatch"
 )
 
 // maxPods is the pod capacity the Node reports (the kubelet's --max-pods default).
@@ -230,46 +229,63 @@ func sameStatus(a, b corev1.NodeStatus) bool {
 	return apiequality.Semantic.DeepEqual(strip(a), strip(b))
 }
 
-// nodeStatusPatch is the strategic merge patch from cur to a node with
-// status st, as the kubelet builds it (component-helpers PatchNodeStatus):
-// addresses are replaced whole, as their merge key (type) is not unique.
+// nodeStatusPatch is a strategic merge patch taking cur's status to st, as
+// the kubelet's (component-helpers PatchNodeStatus) takes it: conditions
+// merge by type, so others' conditions stay; addresses are replaced whole,
+// as their merge key (type) is not unique. It names only the fields
+// desiredStatus sets and only where they differ, so it is built here rather
+// than diffed by strategicpatch, whose OpenAPI machinery (gnostic,
+// kube-openapi) would be a sixth of the agent's binary (issue 11: RSS).
 func nodeStatusPatch(cur *corev1.Node, st corev1.NodeStatus) ([]byte, error) {
-	oldData, err := json.Marshal(cur)
-	if err != nil {
-		return nil, err
+	old := cur.Status
+	status := map[string]any{}
+	var conds []corev1.NodeCondition
+	for _, c := range st.Conditions {
+		if i := conditionIndex(old.Conditions, c.Type); i < 0 || !apiequality.Semantic.DeepEqual(old.Conditions[i], c) {
+			conds = append(conds, c)
+		}
 	}
-	next := cur.DeepCopy()
-	next.Status = st
-	replaceAddresses := len(cur.Status.Addresses) > 0 && !apiequality.Semantic.DeepEqual(cur.Status.Addresses, st.Addresses)
-	if replaceAddresses {
-		next.Status.Addresses = cur.Status.Addresses
+	if len(conds) > 0 {
+		status["conditions"] = conds
 	}
-	newData, err := json.Marshal(next)
-	if err != nil {
-		return nil, err
+	if !apiequality.Semantic.DeepEqual(old.Addresses, st.Addresses) {
+		addrs := make([]any, 0, len(st.Addresses)+1)
+		for _, ad := range st.Addresses {
+			addrs = append(addrs, map[string]any{"type": string(ad.Type), "address": ad.Address})
+		}
+		status["addresses"] = append(addrs, map[string]any{"$patch": "replace"})
 	}
-	patch, err := strategicpatch.CreateTwoWayMergePatch(oldData, newData, corev1.Node{})
-	if err != nil {
-		return nil, err
+	for key, lists := range map[string][2]corev1.ResourceList{
+		"capacity": {old.Capacity, st.Capacity}, "allocatable": {old.Allocatable, st.Allocatable},
+	} {
+		if d := resourceDiff(lists[0], lists[1]); len(d) > 0 {
+			status[key] = d
+		}
 	}
-	if !replaceAddresses {
-		return patch, nil
+	if old.NodeInfo != st.NodeInfo {
+		status["nodeInfo"] = st.NodeInfo
 	}
-	var m map[string]any
-	if err := json.Unmarshal(patch, &m); err != nil {
-		return nil, err
+	if old.DaemonEndpoints != st.DaemonEndpoints {
+		status["daemonEndpoints"] = st.DaemonEndpoints
 	}
-	status, _ := m["status"].(map[string]any)
-	if status == nil {
-		status = map[string]any{}
-		m["status"] = status
+	return json.Marshal(map[string]any{"status": status})
+}
+
+// resourceDiff is the merge patch of one resource list to another: what
+// differs, and null for what went.
+func resourceDiff(old, next corev1.ResourceList) map[string]any {
+	d := map[string]any{}
+	for name, q := range next {
+		if o, ok := old[name]; !ok || o.Cmp(q) != 0 {
+			d[string(name)] = q.String()
+		}
 	}
-	addrs := make([]any, 0, len(st.Addresses)+1)
-	for _, ad := range st.Addresses {
-		addrs = append(addrs, map[string]any{"type": string(ad.Type), "address": ad.Address})
+	for name := range old {
+		if _, ok := next[name]; !ok {
+			d[string(name)] = nil
+		}
 	}
-	status["addresses"] = append(addrs, map[string]any{"$patch": "replace"})
-	return json.Marshal(m)
+	return d
 }
 
 // kubeletVersion is what `kubectl get nodes` shows as VERSION: the

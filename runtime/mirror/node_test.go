@@ -9,7 +9,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
 )
 
 func TestDesiredStatus(t *testing.T) {
@@ -100,6 +102,66 @@ func TestNodeStatusPatchReplacesAddresses(t *testing.T) {
 	}
 	if strings.Contains(string(patch), `"spec"`) {
 		t.Errorf("patch touches the spec: %s", patch)
+	}
+}
+
+// TestNodeStatusPatchTakesTheNodeToTheDesiredStatus applies the hand-built
+// patch as the apiserver does (strategicpatch, here in the test only) and
+// checks the result is the desired status, others' conditions kept, across
+// changes of each field the agent sets.
+func TestNodeStatusPatchTakesTheNodeToTheDesiredStatus(t *testing.T) {
+	t0, t1 := time.Unix(1_800_000_000, 0), time.Unix(1_800_000_060, 0)
+	a := testAgent(t, fakeClient(), newMemRecorder(), false, nil)
+	base := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode, Labels: map[string]string{"x": "y"}}, Spec: corev1.NodeSpec{PodCIDR: "10.0.0.0/24"}}
+	base.Status = a.desiredStatus(corev1.NodeStatus{}, t0)
+	npd := corev1.NodeCondition{Type: "KernelDeadlock", Status: corev1.ConditionFalse, Reason: "KernelHasNoDeadlock"}
+	base.Status.Conditions = append(base.Status.Conditions, npd)
+	base.Status.Capacity["example.com/gpu"] = resource.MustParse("2")
+	base.Status.Images = []corev1.ContainerImage{{Names: []string{"busybox"}, SizeBytes: 1}}
+	tests := map[string]func(a *Agent, n *corev1.Node){
+		"heartbeat only":   func(*Agent, *corev1.Node) {},
+		"runtime down":     func(a *Agent, _ *corev1.Node) { a.cfg.RuntimeReady = func() bool { return false } },
+		"new node IP":      func(a *Agent, _ *corev1.Node) { a.cfg.NodeIP = "192.0.2.77" },
+		"no node IP":       func(a *Agent, _ *corev1.Node) { a.cfg.NodeIP = "" },
+		"more memory":      func(a *Agent, _ *corev1.Node) { a.facts.memory *= 2 },
+		"rebooted":         func(a *Agent, _ *corev1.Node) { a.facts.bootID = "boot-2"; a.facts.kernel = "6.2.0" },
+		"runtime upgraded": func(a *Agent, _ *corev1.Node) { a.cfg.RuntimeVersion = func() string { return "containerd://2.0" } },
+		"cpu gone":         func(a *Agent, _ *corev1.Node) { a.facts.cpus = 0 },
+		"condition edited by another writer": func(_ *Agent, n *corev1.Node) {
+			n.Status.Conditions[0].Status, n.Status.Conditions[0].Reason = corev1.ConditionUnknown, "NodeStatusUnknown"
+		},
+	}
+	for name, change := range tests {
+		t.Run(name, func(t *testing.T) {
+			a := testAgent(t, fakeClient(), newMemRecorder(), false, nil)
+			cur := base.DeepCopy()
+			change(a, cur)
+			want := a.desiredStatus(cur.Status, t1)
+			patch, err := nodeStatusPatch(cur, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			curJSON, err := json.Marshal(cur)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotJSON, err := strategicpatch.StrategicMergePatch(curJSON, patch, corev1.Node{})
+			if err != nil {
+				t.Fatalf("patch %s: %v", patch, err)
+			}
+			var got corev1.Node
+			if err := json.Unmarshal(gotJSON, &got); err != nil {
+				t.Fatal(err)
+			}
+			next := cur.DeepCopy()
+			next.Status = want
+			if !apiequality.Semantic.DeepEqual(&got, next) {
+				t.Errorf("patch %s\ngives status %+v\nwant %+v", patch, got.Status, want)
+			}
+			if conditionIndex(got.Status.Conditions, npd.Type) < 0 || len(got.Status.Images) != 1 {
+				t.Errorf("another writer's condition or the images went: %+v", got.Status)
+			}
+		})
 	}
 }
 
