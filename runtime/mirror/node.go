@@ -235,7 +235,7 @@ func sameStatus(a, b corev1.NodeStatus) bool {
 // as their merge key (type) is not unique. It names only the fields
 // desiredStatus sets and only where they differ, so it is built here rather
 // than diffed by strategicpatch, whose OpenAPI machinery (gnostic,
-// kube-openapi) would be a sixth of the agent's binary (issue 11: RSS).
+// kube-openapi) would be a tenth of the agent's binary (issue 11: RSS).
 func nodeStatusPatch(cur *corev1.Node, st corev1.NodeStatus) ([]byte, error) {
 	old := cur.Status
 	status := map[string]any{}
