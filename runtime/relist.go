@@ -3,12 +3,12 @@ package runtime
 import (
 	"context"
 	"fmt"
-	"google.golang.org/protobuf/proto"
 	"log/slog"
 	"sort"
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	criv1 "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/ledgerlet/ledgerlet/eventlog"
