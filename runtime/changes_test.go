@@ -264,6 +264,9 @@ type fakeChanges struct {
 	feed   chan Change
 	broken bool
 	cut    chan struct{} // closed to end the open stream
+	// criFeed, when set, is a CRI event stream (as on containerd 2.x);
+	// feed is then containerd's own events service beside it.
+	criFeed chan Change
 }
 
 func newFakeChanges() *fakeChanges {
@@ -274,12 +277,15 @@ func (f *fakeChanges) SubscribeChanges(ctx context.Context, api string) (ChangeS
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if api == ChangesCRI {
-		return nil, status.Error(codes.Unimplemented, "no CRI events")
+		if f.criFeed == nil {
+			return nil, status.Error(codes.Unimplemented, "no CRI events")
+		}
+		return &fakeStream{ctx: ctx, feed: f.criFeed, cut: f.cut}, nil
 	}
 	if f.broken {
 		return nil, errors.New("broken")
 	}
-	return &fakeStream{ctx: ctx, f: f, cut: f.cut}, nil
+	return &fakeStream{ctx: ctx, feed: f.feed, cut: f.cut}, nil
 }
 
 // breakStream ends the open stream and refuses new ones.
@@ -291,14 +297,14 @@ func (f *fakeChanges) breakStream() {
 }
 
 type fakeStream struct {
-	ctx context.Context
-	f   *fakeChanges
-	cut chan struct{}
+	ctx  context.Context
+	feed chan Change
+	cut  chan struct{}
 }
 
 func (s *fakeStream) Recv() (Change, error) {
 	select {
-	case c := <-s.f.feed:
+	case c := <-s.feed:
 		return c, nil
 	case <-s.cut:
 		return Change{}, errors.New("stream cut")
@@ -647,4 +653,34 @@ func TestAnExitRecordedFromTheEventIsCorrectedWhereCRISaysOtherwise(t *testing.T
 		w.proj.Read(func(s *projector.State) { code = s.Pods["default/web-n1"].Containers["c1"].ExitCode })
 		return code == 4
 	})
+}
+
+// TestBesideCRIEventsContainerdsExitEventRecordsTheExitAtOnce: on a runtime
+// with CRI events (containerd 2.x), whose STOPPED event comes only once the
+// task is cleaned up, containerd's own exit event is followed beside it, and
+// the exit is recorded from it; CRI's event then confirms it.
+func TestBesideCRIEventsContainerdsExitEventRecordsTheExitAtOnce(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	w := newObserverWorld(t, false)
+	defer w.stop()
+	changes := newFakeChanges()
+	changes.criFeed = make(chan Change, 16)
+	stop := w.run(&Observer{Changes: changes, Period: time.Hour, EventedPeriod: time.Hour})
+	w.waitFor("the runtime connected", 5*time.Second, w.connected)
+	finished := time.Unix(0, w.cri.containers["c1"].CreatedAt+1)
+	// containerd's events service publishes a start too: only exits and
+	// OOM kills are taken from it, the rest is CRI's.
+	changes.feed <- Change{ID: "c1", What: ChangeStarted}
+	changes.feed <- Change{ID: "c1", What: ChangeExited, Exit: &Exit{Code: 3, At: finished}}
+	w.waitFor("the exit recorded from containerd's event", 2*time.Second, func() bool { return len(w.observed()) == 1 })
+	w.cri.setState("c1", criv1.ContainerState_CONTAINER_EXITED, 3)
+	changes.criFeed <- Change{ID: "c1", What: ChangeExited}
+	time.Sleep(100 * time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := w.observed()
+	if len(got) != 1 || got[0].State != "exited" || got[0].ExitCode != 3 || got[0].FinishedUnixNano != finished.UnixNano() {
+		t.Fatalf("observations %v; want the exit once, from the event", got)
+	}
 }

@@ -571,6 +571,8 @@ func (o *Observer) watch(ctx context.Context, out chan<- watchMsg) {
 
 // stream subscribes through api and passes on changes until the stream ends.
 func (o *Observer) stream(ctx context.Context, api string, send func(watchMsg) bool) error {
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: defers run last first
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := o.Changes.SubscribeChanges(ctx, api)
@@ -580,6 +582,12 @@ func (o *Observer) stream(ctx context.Context, api string, send func(watchMsg) b
 	}
 	if !send(watchMsg{kind: streamOpened, api: api}) {
 		return ctx.Err()
+	}
+	if api == ChangesCRI {
+		// CRI's STOPPED event comes after containerd's CRI plugin has
+		// cleaned the task up; containerd's own exit event, where the
+		// runtime has it, comes 60-300 ms sooner (see Change.Exit).
+		wg.Go(func() { o.followExits(ctx, send) })
 	}
 	for {
 		c, err := s.Recv()
@@ -592,6 +600,40 @@ func (o *Observer) stream(ctx context.Context, api string, send func(watchMsg) b
 		if !send(watchMsg{kind: streamChange, api: api, change: c}) {
 			return ctx.Err()
 		}
+	}
+}
+
+// followExits passes on the exits and OOM kills containerd's own events
+// service publishes, beside a CRI event stream (which has everything else),
+// until ctx ends. A runtime without that service (not containerd) is left at
+// once; a failing subscription is tried again with back-off. It never
+// reports the stream opening or failing: the CRI stream is the one the
+// relist's pace depends on.
+func (o *Observer) followExits(ctx context.Context, send func(watchMsg) bool) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		s, err := o.Changes.SubscribeChanges(ctx, ChangesContainerd)
+		for err == nil {
+			var c Change
+			if c, err = s.Recv(); err == nil && (c.Exit != nil || c.What == ChangeOOM) {
+				if !send(watchMsg{kind: streamChange, api: ChangesContainerd, change: c}) {
+					return
+				}
+				backoff = 100 * time.Millisecond
+			}
+		}
+		if ctx.Err() != nil || IsUnimplemented(err) {
+			return
+		}
+		o.Logger.Debug("containerd's exit events failed; subscribing again", "err", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 
