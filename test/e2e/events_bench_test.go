@@ -58,6 +58,15 @@ func BenchmarkContainerExitSeen(b *testing.B) {
 					}
 					return len(all) == pods*per
 				})
+				// An exit may be in the ledger (from containerd's exit event) before CRI shows it.
+				a.waitFor("CRI to show every exit", 30*time.Second, func() bool {
+					for _, e := range all {
+						if _, ok := cri.at(e.id); !ok {
+							return false
+						}
+					}
+					return true
+				})
 				var seen, floor, share []time.Duration
 				for _, e := range all {
 					seen = append(seen, e.recorded.Sub(e.finished))

@@ -251,7 +251,13 @@ func TestEventsResumeAfterContainerdRestart(t *testing.T) {
 		ex = exits[0]
 		return true
 	})
-	shown, _ := cri.at(ex.id)
+	// The exit may be recorded (from containerd's exit event) before CRI shows it.
+	var shown time.Time
+	a.waitFor("CRI to show the exit", 10*time.Second, func() bool {
+		var ok bool
+		shown, ok = cri.at(ex.id)
+		return ok
+	})
 	t.Logf("after the restart, CRI shows the exit → ContainerObserved(exited): %s", ex.recorded.Sub(shown))
 	if share := ex.recorded.Sub(shown); share > 100*time.Millisecond {
 		t.Fatalf("exit recorded %s after CRI showed it; want ≤ 100ms", share)
