@@ -100,7 +100,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@# The agent keeps to a narrow apiserver client: client-go's clientset links every API group
-	@# (~35 MB of binary and ~20 MB of idle RSS; runtime/mirror/kubeapi.go).
+	@# (~35 MB of binary and ~15 MB of idle RSS; runtime/mirror/kubeapi.go).
 	@if $(GO) list -deps ./cmd/ledgerlet | grep -qx 'k8s.io/client-go/kubernetes/scheme'; then \
 	  echo "cmd/ledgerlet links k8s.io/client-go/kubernetes/scheme: use runtime/mirror's kubeAPI"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...

@@ -34,19 +34,19 @@ func envelope(ns, topic string, at time.Time, fields map[protowire.Number]string
 			payload = protowire.AppendString(payload, v)
 		}
 	}
+	return envelopeOf(ns, topic, at, payload)
+}
+
+// envelopeOf encodes a containerd.types.Envelope around an encoded payload.
+func envelopeOf(ns, topic string, at time.Time, payload []byte) []byte {
 	var any []byte
 	any = protowire.AppendTag(any, 1, protowire.BytesType)
 	any = protowire.AppendString(any, "containerd.events.Whatever")
 	any = protowire.AppendTag(any, 2, protowire.BytesType)
 	any = protowire.AppendBytes(any, payload)
-	var ts []byte
-	ts = protowire.AppendTag(ts, 1, protowire.VarintType)
-	ts = protowire.AppendVarint(ts, uint64(at.Unix()))
-	ts = protowire.AppendTag(ts, 2, protowire.VarintType)
-	ts = protowire.AppendVarint(ts, uint64(at.Nanosecond()))
 	var b []byte
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendBytes(b, ts)
+	b = protowire.AppendBytes(b, timestamp(at))
 	b = protowire.AppendTag(b, 2, protowire.BytesType)
 	b = protowire.AppendString(b, ns)
 	b = protowire.AppendTag(b, 3, protowire.BytesType)
@@ -54,6 +54,15 @@ func envelope(ns, topic string, at time.Time, fields map[protowire.Number]string
 	b = protowire.AppendTag(b, 4, protowire.BytesType)
 	b = protowire.AppendBytes(b, any)
 	return b
+}
+
+// timestamp encodes a google.protobuf.Timestamp.
+func timestamp(at time.Time) []byte {
+	var ts []byte
+	ts = protowire.AppendTag(ts, 1, protowire.VarintType)
+	ts = protowire.AppendVarint(ts, uint64(at.Unix()))
+	ts = protowire.AppendTag(ts, 2, protowire.VarintType)
+	return protowire.AppendVarint(ts, uint64(at.Nanosecond()))
 }
 
 func TestContainerdEventsDecodeToChangesOfContainersOnly(t *testing.T) {
@@ -521,11 +530,6 @@ func TestContainerdEventsAreUsedWhereCRIHasNone(t *testing.T) {
 
 // taskExit encodes containerd's /tasks/exit envelope with its exit status and time.
 func taskExit(id string, code uint32, at time.Time) []byte {
-	var ts []byte
-	ts = protowire.AppendTag(ts, 1, protowire.VarintType)
-	ts = protowire.AppendVarint(ts, uint64(at.Unix()))
-	ts = protowire.AppendTag(ts, 2, protowire.VarintType)
-	ts = protowire.AppendVarint(ts, uint64(at.Nanosecond()))
 	var payload []byte
 	payload = protowire.AppendTag(payload, 1, protowire.BytesType)
 	payload = protowire.AppendString(payload, id)
@@ -536,18 +540,8 @@ func taskExit(id string, code uint32, at time.Time) []byte {
 	payload = protowire.AppendTag(payload, exitStatusField, protowire.VarintType)
 	payload = protowire.AppendVarint(payload, uint64(code))
 	payload = protowire.AppendTag(payload, exitedAtField, protowire.BytesType)
-	payload = protowire.AppendBytes(payload, ts)
-	var any []byte
-	any = protowire.AppendTag(any, 2, protowire.BytesType)
-	any = protowire.AppendBytes(any, payload)
-	var b []byte
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendString(b, "k8s.io")
-	b = protowire.AppendTag(b, 3, protowire.BytesType)
-	b = protowire.AppendString(b, "/tasks/exit")
-	b = protowire.AppendTag(b, 4, protowire.BytesType)
-	b = protowire.AppendBytes(b, any)
-	return b
+	payload = protowire.AppendBytes(payload, timestamp(at))
+	return envelopeOf("k8s.io", "/tasks/exit", at, payload)
 }
 
 func TestContainerdsTaskExitCarriesTheExitAsCRIWillReportIt(t *testing.T) {

@@ -558,15 +558,23 @@ func (o *Observer) watch(ctx context.Context, out chan<- watchMsg) {
 		if lived > time.Minute {
 			backoff = 100 * time.Millisecond // it flowed: the runtime restarted or dropped us
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backOff(ctx, &backoff) {
 			return
-		case <-t.C:
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
+}
+
+// backOff waits *d, or until ctx ends (false), and doubles *d up to 30 s.
+func backOff(ctx context.Context, d *time.Duration) bool {
+	t := time.NewTimer(*d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	*d = min(*d*2, 30*time.Second)
+	return true
 }
 
 // stream subscribes through api and passes on changes until the stream ends.
@@ -626,14 +634,9 @@ func (o *Observer) followExits(ctx context.Context, send func(watchMsg) bool) {
 			return
 		}
 		o.Logger.Debug("containerd's exit events failed; subscribing again", "err", err, "in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backOff(ctx, &backoff) {
 			return
-		case <-t.C:
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 
