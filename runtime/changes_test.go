@@ -361,6 +361,16 @@ func newObserverWorld(t *testing.T, withContainerdEvents bool) *observerWorld {
 	return w
 }
 
+// observeChanges runs an observer following changes, relisting only
+// hourly, until the returned stop is called; it returns once the runtime is
+// connected.
+func (w *observerWorld) observeChanges(changes *fakeChanges) (stop func() error) {
+	w.t.Helper()
+	stop = w.run(&Observer{Changes: changes, Period: time.Hour, EventedPeriod: time.Hour})
+	w.waitFor("the runtime connected", 5*time.Second, w.connected)
+	return stop
+}
+
 // run runs an observer until the returned stop is called.
 func (w *observerWorld) run(o *Observer) (stop func() error) {
 	o.Runtime, o.Log, o.Projection, o.Endpoint = w.rt, w.log, w.proj, "unix:///fake"
@@ -410,8 +420,7 @@ func TestAnExitIsRecordedFromTheChangeNotTheRelist(t *testing.T) {
 	w := newObserverWorld(t, false)
 	defer w.stop()
 	changes := newFakeChanges()
-	stop := w.run(&Observer{Changes: changes, Period: time.Hour, EventedPeriod: time.Hour})
-	w.waitFor("the runtime connected", 5*time.Second, w.connected)
+	stop := w.observeChanges(changes)
 
 	var before map[string]knownPod
 	var beforeIDs map[string]bool
@@ -453,8 +462,7 @@ func TestAnotherAgentsObjectCostsOneReadThenNothing(t *testing.T) {
 	w := newObserverWorld(t, false)
 	defer w.stop()
 	changes := newFakeChanges()
-	stop := w.run(&Observer{Changes: changes, Period: time.Hour, EventedPeriod: time.Hour})
-	w.waitFor("the runtime connected", 5*time.Second, w.connected)
+	stop := w.observeChanges(changes)
 	for i := 0; i < 5; i++ {
 		changes.feed <- Change{ID: "f1", What: ChangeExited}
 		changes.feed <- Change{ID: "f1", What: ChangeOOM}
@@ -572,8 +580,7 @@ func exitWorld(t *testing.T, code int32) (w *observerWorld, changes *fakeChanges
 	t.Helper()
 	w = newObserverWorld(t, false)
 	changes = newFakeChanges()
-	stop = w.run(&Observer{Changes: changes, Period: time.Hour, EventedPeriod: time.Hour})
-	w.waitFor("the runtime connected", 5*time.Second, w.connected)
+	stop = w.observeChanges(changes)
 	finished := time.Unix(0, w.cri.containers["c1"].CreatedAt+1) // what the fake CRI will report
 	changes.feed <- Change{ID: "c1", What: ChangeExited, Exit: &Exit{Code: code, At: finished}}
 	w.waitFor("the exit recorded from the event", 2*time.Second, func() bool { return len(w.observed()) == 1 })
@@ -659,8 +666,7 @@ func TestBesideCRIEventsContainerdsExitEventRecordsTheExitAtOnce(t *testing.T) {
 	defer w.stop()
 	changes := newFakeChanges()
 	changes.criFeed = make(chan Change, 16)
-	stop := w.run(&Observer{Changes: changes, Period: time.Hour, EventedPeriod: time.Hour})
-	w.waitFor("the runtime connected", 5*time.Second, w.connected)
+	stop := w.observeChanges(changes)
 	finished := time.Unix(0, w.cri.containers["c1"].CreatedAt+1)
 	// containerd's events service publishes a start too: only exits and
 	// OOM kills are taken from it, the rest is CRI's.

@@ -268,15 +268,12 @@ func (s *FileSource) handleEvents(ctx context.Context, batch []watchEvent) {
 			// Renamed within the directory: the old name is gone now.
 			immediate[name] = true
 			delete(s.pending, name)
-		case ev.op&(opRemove|opMovedFrom) != 0 && ev.op&^(opRemove|opMovedFrom) == 0:
-			// Gone: only a quick replacement is waited for.
-			s.pending[name] = now.Add(s.cfg.GoneSettleWindow)
-			delete(immediate, name)
-			if ev.op&opMovedFrom != 0 && ev.cookie != 0 {
-				s.movedAway[ev.cookie] = name
-			}
 		default:
-			s.pending[name] = now.Add(window)
+			settle := window
+			if ev.op&^(opRemove|opMovedFrom) == 0 {
+				settle = s.cfg.GoneSettleWindow // gone: only a quick replacement is waited for
+			}
+			s.pending[name] = now.Add(settle)
 			delete(immediate, name) // written after it was renamed into place
 			if ev.op&opMovedFrom != 0 && ev.cookie != 0 {
 				s.movedAway[ev.cookie] = name
