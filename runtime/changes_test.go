@@ -684,3 +684,24 @@ func TestBesideCRIEventsContainerdsExitEventRecordsTheExitAtOnce(t *testing.T) {
 		t.Fatalf("observations %v; want the exit once, from the event", got)
 	}
 }
+
+// TestAnExitAfterAnOOMEventIsRecordedOOMKilled: containerd publishes
+// /tasks/oom before the exit; the exit recorded from the event carries the
+// reason CRI will give it, OOMKilled, not Error.
+func TestAnExitAfterAnOOMEventIsRecordedOOMKilled(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	w := newObserverWorld(t, false)
+	defer w.stop()
+	changes := newFakeChanges()
+	stop := w.observeChanges(changes)
+	finished := time.Unix(0, w.cri.containers["c1"].CreatedAt+1)
+	changes.feed <- Change{ID: "c1", What: ChangeOOM}
+	changes.feed <- Change{ID: "c1", What: ChangeExited, Exit: &Exit{Code: 137, At: finished}}
+	w.waitFor("the exit recorded from the event", 2*time.Second, func() bool { return len(w.observed()) == 1 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.observed()[0]; got.Reason != "OOMKilled" || got.ExitCode != 137 || got.State != "exited" {
+		t.Fatalf("recorded %v; want exited 137 OOMKilled", got)
+	}
+}
