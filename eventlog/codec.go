@@ -139,7 +139,7 @@ func decodeValue(seq uint64, v []byte, names podNames, scratch *[]byte) (Event, 
 	}
 	withBoottime := v[0] == formatCompactBoottime
 	podID, n := binary.Uvarint(v[1:])
-	if n <= 0 {
+	if n <= 0 || podID > 1<<32-1 {
 		return Event{}, fmt.Errorf("decode event %d: bad pod id", seq)
 	}
 	v = v[1+n:]
@@ -162,6 +162,12 @@ func decodeValue(seq uint64, v []byte, names podNames, scratch *[]byte) (Event, 
 	e, err := Decode(seq, *scratch)
 	if err != nil {
 		return Event{}, err
+	}
+	// The writer keeps a compact record's pod in its header only. A pod
+	// name inside is corruption, and taking it would make this read
+	// disagree with valueHeader, which the indexes are built from.
+	if e.Pod != "" {
+		return Event{}, fmt.Errorf("decode event %d: compact record names pod %q inside its payload", seq, e.Pod)
 	}
 	e.Time = time.Unix(0, int64(t)).UTC()
 	e.Boottime = int64(boottime)

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +103,38 @@ func TestPlainEncodedValuesStillDecode(t *testing.T) {
 	got, err := decodeValue(1, b, nil, &scratch)
 	if err != nil || got.Pod != "a/b" || !got.Time.Equal(ev.Time) || !proto.Equal(got.Data, ev.Data) {
 		t.Fatalf("got %+v, %v", got, err)
+	}
+}
+
+// A compact value whose header and payload disagree is corrupt: the tail
+// index reads only the header (valueHeader), so a read that took the
+// payload's word would file the event under another pod than the index
+// does. Found by FuzzDecode (testdata/fuzz/FuzzDecode/3080f911777e6626).
+func TestCompactValuesTheIndexWouldReadOtherwiseAreRefused(t *testing.T) {
+	tm := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	names := func(id uint32) (string, bool) { return "ns/a", id == 1 }
+	withPod, err := Encode(Event{Pod: "000000000", Data: &eventpb.AgentStarted{Version: "v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := encodePayload(Event{Data: &eventpb.AgentStarted{Version: "v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		v    []byte
+	}{
+		{"pod name inside the payload", encodeValue(nil, 0, tm.UnixNano(), 0, hexpack(nil, withPod))},
+		// 2^32+1 would truncate to id 1.
+		{"pod id beyond 32 bits", append(append(binary.AppendUvarint([]byte{formatCompact}, 1<<32+1),
+			binary.AppendUvarint(nil, uint64(tm.UnixNano()))...), hexpack(nil, payload)...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var scratch []byte
+			if e, err := decodeValue(9, tc.v, names, &scratch); err == nil {
+				t.Fatalf("decodeValue accepted %x as %+v", tc.v, e)
+			}
+		})
 	}
 }
