@@ -1,8 +1,9 @@
 package replay
 
 import (
+	"bufio"
 	"fmt"
-	"html/template"
+	"html"
 	"io"
 	"strconv"
 	"strings"
@@ -11,8 +12,15 @@ import (
 
 // The page is one file a person can open anywhere, offline: no script,
 // style or font is fetched (the Content-Security-Policy forbids every
-// request), everything is inline SVG and CSS, and html/template escapes
-// every value taken from the log (pod names, reasons, manifests).
+// request), everything is inline SVG and CSS, and every value taken from
+// the log (pod names, reasons, manifests) is escaped as it is written.
+//
+// The page is written by code, not by html/template: text/template looks
+// methods up by name at run time, which makes the linker keep every
+// exported method of every type in the binary, a fifth of the agent's
+// binary and of its resident memory (issue 11). The values written here
+// sit only in element text and double-quoted attributes, where escaping
+// <, >, &, ' and " is all that is needed.
 
 const (
 	labelWidth = 300
@@ -54,11 +62,9 @@ type htmlPage struct {
 type htmlLane struct {
 	DOMID, Name, Kind, Label string
 	Y, H, TextY, LabelX      int
-	// Spans is the lane's rects, written here rather than by a template
-	// range (a month of flapping pods is 100k rects; the template's
-	// per-field escaping took half a second), every text from the log
-	// escaped with template.HTMLEscapeString.
-	Spans   template.HTML
+	// Spans is the lane's rects, written ahead (a month of flapping pods
+	// is 100k rects), every text from the log escaped.
+	Spans   string
 	Markers []htmlMarker
 }
 
@@ -189,13 +195,13 @@ func (t *Timeline) WriteHTML(w io.Writer, title string) error {
 		podIndex++
 	}
 	page.Height = y + 8
-	return timelineTemplate.Execute(w, page)
+	return page.write(w)
 }
 
 // spansHTML writes a lane's span rects. The class names are the span
 // states (this package's constants, checked here); every other text is
 // escaped.
-func spansHTML(spans []Span, h int, x func(time.Time) float64) template.HTML {
+func spansHTML(spans []Span, h int, x func(time.Time) float64) string {
 	var b strings.Builder
 	b.Grow(len(spans) * 200)
 	height := strconv.Itoa(h)
@@ -214,7 +220,7 @@ func spansHTML(spans []Span, h int, x func(time.Time) float64) template.HTML {
 		b.WriteString(`" height="`)
 		b.WriteString(height)
 		b.WriteString(`"><title>`)
-		b.WriteString(template.HTMLEscapeString(s.State + " " + s.Start.UTC().Format(time.RFC3339) + " → " + s.End.UTC().Format(time.RFC3339) +
+		b.WriteString(html.EscapeString(s.State + " " + s.Start.UTC().Format(time.RFC3339) + " → " + s.End.UTC().Format(time.RFC3339) +
 			" (" + roundDuration(s.End.Sub(s.Start)) + "): " + s.Detail))
 		b.WriteString("</title></rect>")
 		if _, ok := spanSeverity[s.Worst]; ok && s.Merged > 1 && s.Worst != s.State {
@@ -228,7 +234,7 @@ func spansHTML(spans []Span, h int, x func(time.Time) float64) template.HTML {
 		}
 		b.WriteByte('\n')
 	}
-	return template.HTML(b.String()) // #nosec: built above, every log text escaped
+	return b.String()
 }
 
 // ticks places time-axis labels at a round step giving at most about 12.
@@ -278,13 +284,143 @@ func roundDuration(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-var timelineTemplate = template.Must(template.New("timeline").Parse(`<!DOCTYPE html>
+// write writes the page: the numbers as fmt prints them, every string
+// escaped unless it is one of this package's constants (kinds, classes,
+// marker paths, DOM ids).
+func (p *htmlPage) write(w io.Writer) error {
+	b := bufio.NewWriter(w)
+	str := func(ss ...string) {
+		for _, s := range ss {
+			b.WriteString(s)
+		}
+	}
+	esc := func(s string) { b.WriteString(html.EscapeString(s)) }
+	num := func(v any) { fmt.Fprint(b, v) }
+
+	str(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<title>{{.Title}}</title>
-<style>
+<title>`)
+	esc(p.Title)
+	str("</title>\n", pageStyle, "\n</head>\n<body>\n<h1>")
+	esc(p.Title)
+	str(`</h1>
+<div class="meta">`)
+	esc(p.Since)
+	str(" → ")
+	esc(p.Until)
+	str(" (")
+	esc(p.Window)
+	str(") · events #")
+	num(p.FromSeq)
+	str("–#")
+	num(p.ToSeq)
+	str(" · ")
+	num(p.NLanes)
+	str(` lanes · times in UTC · hover for details, click a marker or span to pin them below</div>
+<div class="legend">`)
+	for _, l := range p.States {
+		str(`<span><svg width="18" height="10"><rect class="s-`, l.Class, `" width="18" height="10" rx="2"/></svg>`)
+		esc(l.Label)
+		str("</span>")
+	}
+	str(`</div>
+<div class="legend">`)
+	for _, l := range p.Marks {
+		str(`<span><svg width="14" height="14" class="m-`, l.Class, `"><g transform="translate(7,7)"><path d="`, l.Path, `"/></g></svg>`)
+		esc(l.Label)
+		str("</span>")
+	}
+	str(`</div>
+<div id="chart">
+<svg xmlns="http://www.w3.org/2000/svg" id="timeline" width="`)
+	num(p.SVGWidth)
+	str(`" height="`)
+	num(p.Height)
+	str(`" data-lanes="`)
+	num(p.NLanes)
+	str(`" data-markers="`)
+	num(p.NMarkers)
+	str("\">\n")
+	for _, g := range p.GroupStripes {
+		str(`<rect class="group" x="0" y="`)
+		num(g.Y)
+		str(`" width="100%" height="`)
+		num(g.H)
+		str(`"/>`)
+	}
+	str("\n<g transform=\"translate(")
+	num(p.LabelW)
+	str(",0)\">\n")
+	for _, t := range p.Ticks {
+		str(`<line class="tick" x1="`)
+		num(t.X)
+		str(`" x2="`)
+		num(t.X)
+		str(`" y1="16" y2="`)
+		num(p.Height)
+		str(`"/><text class="ticklabel" x="`)
+		num(t.X)
+		str(`" y="12" text-anchor="middle">`)
+		esc(t.Label)
+		str("</text>\n")
+	}
+	str("</g>\n")
+	for _, l := range p.Lanes {
+		str(`<g class="lane lane-`, l.Kind, `" id="`, l.DOMID, `" data-lane="`)
+		esc(l.Name)
+		str(`" transform="translate(0,`)
+		num(l.Y)
+		str(")\">\n<text class=\"label\" x=\"")
+		num(l.LabelX)
+		str(`" y="`)
+		num(l.TextY)
+		str(`">`)
+		esc(l.Label)
+		str("</text>\n<g transform=\"translate(")
+		num(p.LabelW)
+		str(",0)\">\n<rect class=\"bg\" x=\"0\" y=\"0\" width=\"")
+		num(p.Width)
+		str(`" height="`)
+		num(l.H)
+		str("\"/>\n", l.Spans)
+		for _, m := range l.Markers {
+			str(`<g class="marker m-`, m.Kind, `" transform="translate(`, m.X, ",")
+			num(m.Y)
+			str(`)" data-count="`)
+			num(m.Count)
+			str(`"`)
+			if m.DiffID != "" {
+				str(` data-diff="`, m.DiffID, `"`)
+			}
+			str("><title>")
+			esc(m.Title)
+			str(`</title><path d="`, m.Path, `"/>`)
+			if m.CountTxt != "" {
+				str(`<text class="count" x="5" y="-2">`, m.CountTxt, "</text>")
+			}
+			str("</g>\n")
+		}
+		str("</g>\n</g>\n")
+	}
+	str(`</svg>
+</div>
+<div id="details">Click a marker (a manifest change shows its diff) or a span.</div>
+<div class="diffs">`)
+	for _, d := range p.Diffs {
+		str(`<pre id="`, d.ID, `" data-title="`)
+		esc(d.Title)
+		str(`">`)
+		esc(d.Text)
+		str("</pre>")
+	}
+	str("</div>\n", pageScript)
+	return b.Flush()
+}
+
+const pageStyle = `<style>
 body { font: 13px/1.35 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 16px; color: #1d1d1f; background: #fff; }
 h1 { font-size: 17px; margin: 0 0 4px; }
 .meta { color: #555; margin-bottom: 10px; }
@@ -315,31 +451,9 @@ svg text { font: 11px system-ui, sans-serif; fill: #222; }
   padding: 8px; min-height: 2.5em; max-height: 320px; overflow: auto; margin-top: 8px; }
 #details .add { color: #116329; } #details .del { color: #a40e26; }
 .diffs { display: none; }
-</style>
-</head>
-<body>
-<h1>{{.Title}}</h1>
-<div class="meta">{{.Since}} → {{.Until}} ({{.Window}}) · events #{{.FromSeq}}–#{{.ToSeq}} · {{.NLanes}} lanes · times in UTC · hover for details, click a marker or span to pin them below</div>
-<div class="legend">{{range .States}}<span><svg width="18" height="10"><rect class="s-{{.Class}}" width="18" height="10" rx="2"/></svg>{{.Label}}</span>{{end}}</div>
-<div class="legend">{{range .Marks}}<span><svg width="14" height="14" class="m-{{.Class}}"><g transform="translate(7,7)"><path d="{{.Path}}"/></g></svg>{{.Label}}</span>{{end}}</div>
-<div id="chart">
-<svg xmlns="http://www.w3.org/2000/svg" id="timeline" width="{{.SVGWidth}}" height="{{.Height}}" data-lanes="{{.NLanes}}" data-markers="{{.NMarkers}}">
-{{range .GroupStripes}}<rect class="group" x="0" y="{{.Y}}" width="100%" height="{{.H}}"/>{{end}}
-<g transform="translate({{.LabelW}},0)">
-{{range .Ticks}}<line class="tick" x1="{{.X}}" x2="{{.X}}" y1="16" y2="{{$.Height}}"/><text class="ticklabel" x="{{.X}}" y="12" text-anchor="middle">{{.Label}}</text>
-{{end}}</g>
-{{range .Lanes}}<g class="lane lane-{{.Kind}}" id="{{.DOMID}}" data-lane="{{.Name}}" transform="translate(0,{{.Y}})">
-<text class="label" x="{{.LabelX}}" y="{{.TextY}}">{{.Label}}</text>
-<g transform="translate({{$.LabelW}},0)">
-<rect class="bg" x="0" y="0" width="{{$.Width}}" height="{{.H}}"/>
-{{.Spans}}{{range .Markers}}<g class="marker m-{{.Kind}}" transform="translate({{.X}},{{.Y}})" data-count="{{.Count}}"{{if .DiffID}} data-diff="{{.DiffID}}"{{end}}><title>{{.Title}}</title><path d="{{.Path}}"/>{{if .CountTxt}}<text class="count" x="5" y="-2">{{.CountTxt}}</text>{{end}}</g>
-{{end}}</g>
-</g>
-{{end}}</svg>
-</div>
-<div id="details">Click a marker (a manifest change shows its diff) or a span.</div>
-<div class="diffs">{{range .Diffs}}<pre id="{{.ID}}" data-title="{{.Title}}">{{.Text}}</pre>{{end}}</div>
-<script>
+</style>`
+
+const pageScript = `<script>
 (function () {
   var details = document.getElementById('details');
   function show(el) {
@@ -364,4 +478,4 @@ svg text { font: 11px system-ui, sans-serif; fill: #222; }
 </script>
 </body>
 </html>
-`))
+`

@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "ledgerlet")
-	build := exec.Command("go", "build", "-o", binary, "github.com/ledgerlet/ledgerlet/cmd/ledgerlet")
+	build := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", binary, "github.com/ledgerlet/ledgerlet/cmd/ledgerlet")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build` builds it
 	out, err := build.CombinedOutput()
 	if err != nil {
