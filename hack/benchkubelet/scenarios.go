@@ -240,23 +240,23 @@ func killRestart(ctx context.Context, obs *observer, a *agent, pods []string, wi
 	return f, nil
 }
 
-// idle measures the agent's CPU (share of one core) and RSS over d.
-func idle(ctx context.Context, pid int, d time.Duration) (cpuPercent float64, rss int64, err error) {
+// idle measures the agent's CPU (share of one core) over d, and its RSS at the end.
+func idle(ctx context.Context, pid int, d time.Duration) (cpuPercent float64, rss residentSet, err error) {
 	cpu0, err := procCPU(pid)
 	if err != nil {
-		return 0, 0, err
+		return 0, rss, err
 	}
 	t0 := time.Now()
 	if err := sleep(ctx, d); err != nil {
-		return 0, 0, err
+		return 0, rss, err
 	}
 	cpu1, err := procCPU(pid)
 	if err != nil {
-		return 0, 0, err
+		return 0, rss, err
 	}
 	rss, err = procRSS(pid)
 	if err != nil {
-		return 0, 0, err
+		return 0, rss, err
 	}
 	return 100 * (cpu1 - cpu0) / time.Since(t0).Seconds(), rss, nil
 }
@@ -277,22 +277,45 @@ func procCPU(pid int) (float64, error) {
 	return (ut + st) / 100, nil // USER_HZ
 }
 
-// procRSS is the process's resident set in bytes (/proc/PID/status).
-func procRSS(pid int) (int64, error) {
+// residentSet is a process's resident memory in bytes, and its two parts: anonymous pages
+// (heap, stacks: the process's own) and file pages (mostly its binary's, clean and shared with
+// the page cache). The split matters when comparing agents: the kernel maps a binary's page
+// cache in large folios, so the file part grows with the size of the binary, not with use.
+type residentSet struct{ total, anon, file int64 }
+
+// procRSS reads the process's resident set (/proc/PID/status).
+func procRSS(pid int) (residentSet, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read RSS of %d: %w", pid, err)
+		return residentSet{}, fmt.Errorf("read RSS of %d: %w", pid, err)
 	}
+	r, err := parseResidentSet(b)
+	if err != nil {
+		return r, fmt.Errorf("/proc/%d/status: %w", pid, err)
+	}
+	return r, nil
+}
+
+// parseResidentSet reads the RSS lines of a /proc/PID/status.
+func parseResidentSet(b []byte) (residentSet, error) {
+	var r residentSet
+	fields := map[string]*int64{"VmRSS:": &r.total, "RssAnon:": &r.anon, "RssFile:": &r.file}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("parse VmRSS of %d: %w", pid, err)
-			}
-			return kb << 10, nil
+		name, v, ok := strings.Cut(line, "\t")
+		dst := fields[strings.TrimSpace(name)]
+		if !ok || dst == nil {
+			continue
 		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return r, fmt.Errorf("parse %s: %w", name, err)
+		}
+		*dst = kb << 10
 	}
-	return 0, fmt.Errorf("no VmRSS for %d", pid)
+	if r.total == 0 {
+		return r, fmt.Errorf("no VmRSS")
+	}
+	return r, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -18,7 +18,7 @@ type figures struct {
 	restarted      []time.Duration // exit → a new container running
 	seen           []time.Duration // exit → recorded by the agent (ledgerlet only)
 	idleCPU        float64         // % of one core
-	idleRSS        int64           // bytes
+	idleRSS        residentSet
 	kill10         *killFigures
 	kill50         *killFigures
 }
@@ -38,6 +38,14 @@ type cell struct {
 }
 
 func num(v float64) cell { return cell{v: v, ok: true} }
+
+// mbCell is bytes in MB; 0 is not measured.
+func mbCell(b int64) cell {
+	if b == 0 {
+		return cell{}
+	}
+	return num(float64(b) / (1 << 20))
+}
 
 func (c cell) String(prec int) string {
 	if c.text != "" {
@@ -147,17 +155,14 @@ func rows(r results) []row {
 		mk("container exit → seen by the agent (ledger), p50", "ms", 1, func(f *figures) cell { return msCell(median(f.seen)) }),
 		mk(fmt.Sprintf("container exit → seen by the agent (ledger), max of %d", exitsN), "ms", 1, func(f *figures) cell { return msCell(quantile(f.seen, 1)) }),
 		mk("idle with 10 pods, CPU (% of a core)", "%", 2, func(f *figures) cell {
-			if f.idleRSS == 0 {
+			if f.idleRSS.total == 0 {
 				return cell{}
 			}
 			return num(f.idleCPU)
 		}),
-		mk("idle with 10 pods, RSS", "MB", 1, func(f *figures) cell {
-			if f.idleRSS == 0 {
-				return cell{}
-			}
-			return num(float64(f.idleRSS) / (1 << 20))
-		}),
+		mk("idle with 10 pods, RSS", "MB", 1, func(f *figures) cell { return mbCell(f.idleRSS.total) }),
+		mk("— of which anonymous (heap, stacks)", "MB", 1, func(f *figures) cell { return mbCell(f.idleRSS.anon) }),
+		mk("— of which file pages (the binary, mapped from the page cache)", "MB", 1, func(f *figures) cell { return mbCell(f.idleRSS.file) }),
 		mk("kill -9 + restart, 10 pods: containers", "", 0, func(f *figures) cell { return killCell(f.kill10, kept) }),
 		mk("kill -9 + restart, 10 pods → agent answers (kubelet /healthz, ledgerlet socket)", "ms", 0, func(f *figures) cell {
 			return killCell(f.kill10, func(k *killFigures) cell { return msCell(k.ready) })

@@ -53,3 +53,21 @@ func TestRoundsFoldIntoTheMedianAndTheRange(t *testing.T) {
 		t.Errorf("equal texts: got %q", got)
 	}
 }
+
+func TestResidentSetIsReadWithItsParts(t *testing.T) {
+	status := "Name:\tledgerlet\nVmHWM:\t   31000 kB\nVmRSS:\t   26976 kB\nRssAnon:\t    8484 kB\nRssFile:\t   18492 kB\nRssShmem:\t       0 kB\n"
+	got, err := parseResidentSet([]byte(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (residentSet{total: 26976 << 10, anon: 8484 << 10, file: 18492 << 10}); got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if _, err := parseResidentSet([]byte("Name:\tx\n")); err == nil {
+		t.Fatal("a status without VmRSS was read")
+	}
+	self, err := procRSS(os.Getpid())
+	if err != nil || self.anon == 0 || self.file == 0 || self.total < self.anon {
+		t.Fatalf("own RSS %+v, %v", self, err)
+	}
+}
