@@ -2,14 +2,14 @@
 // (KubeletConfiguration, kubelet.config.k8s.io/v1beta1), as kubeadm's
 // kubelet-start phase writes it, into the settings ledgerlet has flags for.
 //
-// It decodes into the kubelet's own types, so a field of the wrong type is
-// refused whether or not ledgerlet uses it; every field that is set and that
+// It checks the whole file against the kubelet's own type (a schema
+// generated from it, see schema.go), so a field of the wrong type is refused
+// whether or not ledgerlet uses it; every field that is set and that
 // ledgerlet does not act on is named in Ignored, never dropped silently.
 package kubeletconfig
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
-	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -51,7 +51,8 @@ type Settings struct {
 	// not act on (a warning for the operator, once).
 	Ignored []string
 	// Unknown names fields the kubelet itself would not know (decoded
-	// leniently, as the kubelet does, with a warning).
+	// leniently, as the kubelet does, with a warning), as sigs.k8s.io/json
+	// names them (a.b, a.key.b, a[0].b), the first 100 like the kubelet.
 	Unknown []string
 }
 
@@ -62,6 +63,26 @@ var used = []string{
 	"staticPodPath", "staticPodURL", "staticPodURLHeader", "containerRuntimeEndpoint",
 	"cgroupDriver", "cgroupRoot", "podLogsDir", "fileCheckFrequency", "httpCheckFrequency",
 	"containerLogMaxSize", "containerLogMaxFiles", "healthzBindAddress", "healthzPort", "registerNode",
+}
+
+// usedFields are the KubeletConfiguration fields ledgerlet acts on, with the
+// kubelet's own Go types (TestUsedFieldsAreKubelets holds them to it), so
+// that null, a missing field and a zero decode as they do in the kubelet.
+type usedFields struct {
+	StaticPodPath            string              `json:"staticPodPath"`
+	StaticPodURL             string              `json:"staticPodURL"`
+	StaticPodURLHeader       map[string][]string `json:"staticPodURLHeader"`
+	ContainerRuntimeEndpoint string              `json:"containerRuntimeEndpoint"`
+	CgroupDriver             string              `json:"cgroupDriver"`
+	CgroupRoot               string              `json:"cgroupRoot"`
+	PodLogsDir               string              `json:"podLogsDir"`
+	FileCheckFrequency       metav1.Duration     `json:"fileCheckFrequency"`
+	HTTPCheckFrequency       metav1.Duration     `json:"httpCheckFrequency"`
+	ContainerLogMaxSize      string              `json:"containerLogMaxSize"`
+	ContainerLogMaxFiles     *int32              `json:"containerLogMaxFiles"`
+	HealthzBindAddress       string              `json:"healthzBindAddress"`
+	HealthzPort              *int32              `json:"healthzPort"`
+	RegisterNode             *bool               `json:"registerNode"`
 }
 
 // Parse reads one KubeletConfiguration document. name is the file's name,
@@ -84,20 +105,17 @@ func Parse(name string, data []byte) (*Settings, error) {
 		return nil, fmt.Errorf("%s: apiVersion/kind %q/%q: want %s/%s", name, tm.APIVersion, tm.Kind, apiVersion, kind)
 	}
 
-	var kc kubeletv1beta1.KubeletConfiguration
-	strict, err := sigsjson.UnmarshalStrict(js, &kc, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	unknown, err := check(js)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s", name, fieldError(err))
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	s := &Settings{}
-	for _, e := range strict {
-		var fe sigsjson.FieldError
-		if errors.As(e, &fe) {
-			s.Unknown = append(s.Unknown, fe.FieldPath())
-		} else {
-			return nil, fmt.Errorf("%s: %v", name, e)
-		}
+	// The kubelet's decoder matches keys case-sensitively, as this one does;
+	// encoding/json would also fill a field from a key the kubelet ignores.
+	var kc usedFields
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &kc); err != nil {
+		return nil, fmt.Errorf("%s: reading the fields ledgerlet uses: %s", name, oneLine(err.Error()))
 	}
+	s := &Settings{Unknown: unknown}
 	for k := range top {
 		if !slices.Contains(used, k) && !slices.ContainsFunc(s.Unknown, func(u string) bool { return u == k || strings.HasPrefix(u, k+".") }) {
 			s.Ignored = append(s.Ignored, k)
@@ -132,7 +150,7 @@ func Parse(name string, data []byte) (*Settings, error) {
 			if strings.Contains(v, ",") {
 				// The header flag splits on commas; a value holding one
 				// cannot be passed through it unchanged.
-				return nil, fmt.Errorf("%s: staticPodURLHeader.%s: a value with a comma is not supported", name, k)
+				return nil, fmt.Errorf("%s: %s: a value with a comma is not supported", name, showPath("staticPodURLHeader."+k))
 			}
 			s.StaticPodURLHeaders = append(s.StaticPodURLHeaders, k+":"+v)
 		}
@@ -193,15 +211,6 @@ func Parse(name string, data []byte) (*Settings, error) {
 		s.RegisterNode = kc.RegisterNode
 	}
 	return s, nil
-}
-
-// fieldError shortens a decoding error to the field and what is wrong.
-func fieldError(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return fmt.Sprintf("%s: want %s, got %s", te.Field, te.Type, te.Value)
-	}
-	return oneLine(err.Error())
 }
 
 // oneLine joins a multi-line message (YAML lists each problem on a line).

@@ -137,26 +137,3 @@ func TestParseKubeadmOutput(t *testing.T) {
 	}
 	t.Logf("ignored: %v", s.Ignored)
 }
-
-func FuzzParse(f *testing.F) {
-	f.Add([]byte("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /x\nhealthzPort: 1\n"))
-	f.Add([]byte("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodURLHeader: {a: [b]}\ncontainerLogMaxSize: 1Ki\n"))
-	if data, err := os.ReadFile("testdata/kubeadm-config.yaml"); err == nil {
-		f.Add(data)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Parse("f.yaml", data)
-		if err != nil {
-			if strings.Contains(err.Error(), "\n") {
-				t.Fatalf("multi-line error: %q", err)
-			}
-			return
-		}
-		if s.FileCheckFrequency != nil && *s.FileCheckFrequency <= 0 {
-			t.Fatalf("accepted non-positive frequency")
-		}
-		if s.ContainerLogMaxFiles != nil && *s.ContainerLogMaxFiles < 2 {
-			t.Fatalf("accepted %d log files", *s.ContainerLogMaxFiles)
-		}
-	})
-}
