@@ -50,7 +50,7 @@ func (w *writer) zeroAhead() {
 			return
 		}
 		z.f = f
-		z.buf = make([]byte, 256<<10)
+		z.buf = make([]byte, 64<<10) // small: it stays allocated, and 16 writes a chunk cost nothing
 	}
 	from := max(hw, z.zeroedTo)
 	to := hw + zeroChunk
