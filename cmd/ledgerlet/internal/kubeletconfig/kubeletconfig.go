@@ -115,6 +115,13 @@ func Parse(name string, data []byte) (*Settings, error) {
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &kc); err != nil {
 		return nil, fmt.Errorf("%s: reading the fields ledgerlet uses: %s", name, oneLine(err.Error()))
 	}
+	return settings(name, top, &kc, unknown)
+}
+
+// settings are what the document top (its fields as given) with the fields
+// ledgerlet acts on decoded into kc sets; unknown are the fields the
+// kubelet would not know.
+func settings(name string, top map[string]json.RawMessage, kc *usedFields, unknown []string) (*Settings, error) {
 	s := &Settings{Unknown: unknown}
 	for k := range top {
 		if !slices.Contains(used, k) && !slices.ContainsFunc(s.Unknown, func(u string) bool { return u == k || strings.HasPrefix(u, k+".") }) {
