@@ -73,6 +73,9 @@ test-e2e-containerd2:
 	  $(GO) test -count=1 -p 1 -timeout 20m -run '$(E2E_CONTAINERD2)' ./test/e2e/...
 
 fuzz:
+	@# A target is found by name across packages: two of one name would run only one of them.
+	@dup=$$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sort | uniq -d); \
+	if [ -n "$$dup" ]; then echo "fuzz target names used twice (only one would run): $$dup"; exit 1; fi
 	@set -e; for target in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/func //' | sort -u); do \
 	  pkg=$$(grep -rlE "^func $$target\(" --include='*_test.go' . | head -n 1 | xargs dirname); \
 	  echo "fuzz $$target in $$pkg for $(FUZZTIME)"; \
