@@ -43,8 +43,13 @@ func (r *Runtime) execute(ctx context.Context, pod *corev1.Pod, in *pb.Intent) (
 			return out, err
 		}
 		out.SandboxId = id
-		if st, err := r.SandboxStatus(ctx, id); err == nil {
-			out.Ip = st.IP
+		// A host-network sandbox has no address of its own (CRI reports
+		// none; the pod's IP is the node's), so asking would only put one
+		// more CRI round trip between the sandbox and its containers.
+		if !pod.Spec.HostNetwork {
+			if st, err := r.SandboxStatus(ctx, id); err == nil {
+				out.Ip = st.IP
+			}
 		}
 		return out, nil
 

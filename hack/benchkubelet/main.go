@@ -36,6 +36,7 @@ type options struct {
 	exitsN  int
 	runs    int
 	window  time.Duration
+	pairs   int
 }
 
 func main() {
@@ -52,6 +53,7 @@ func main() {
 	flag.IntVar(&o.exitsN, "exits", 5, "container exits to measure per agent and run")
 	flag.IntVar(&o.runs, "runs", 3, "rounds (kubelet, ledgerlet, floor each); a cell is the median of the rounds, their range beside it")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "after kill -9 and restart: how long to watch for container changes")
+	flag.IntVar(&o.pairs, "pairs", 3, "per round: 10 at once by ledgerlet and by the floor back to back, this many times each (0: none)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	o.setup.log = log
@@ -150,6 +152,9 @@ func measureAgent(ctx context.Context, obs *observer, o options, which string) (
 		cerr := obs.clean(cctx)
 		if o.setup.cgroupDriver == "cgroupfs" {
 			cerr = errors.Join(cerr, removeCgroup(cgroupRoot))
+			if which == "ledgerlet" && o.pairs > 0 {
+				cerr = errors.Join(cerr, removeCgroup(floorCgroupRoot))
+			}
 		}
 		cerr = errors.Join(cerr, unmountUnder(a.dir))
 		if cerr != nil {
@@ -217,6 +222,12 @@ func measureAgent(ctx context.Context, obs *observer, o options, which string) (
 	step("removal of 20 pods")
 	if f.removedStopped, f.removedGone, err = removal(ctx, obs, a, append(single, bulk...)); err != nil {
 		return nil, fmt.Errorf("removal of 20: %w", err)
+	}
+	if which == "ledgerlet" && o.pairs > 0 {
+		step("10 at once, ledgerlet and the floor back to back")
+		if f.pairedAgent, f.pairedFloor, err = pairedBulk(ctx, obs, o, a); err != nil {
+			return nil, err
+		}
 	}
 	if which == "ledgerlet" {
 		step("kill -9 and restart with 50 pods")

@@ -124,6 +124,49 @@ func removal(ctx context.Context, obs *observer, d podDriver, pods []string) (st
 	return stoppedAt.Sub(begin), at.Sub(begin), nil
 }
 
+// pairedBulk starts 10 pods at once by the agent and by the floor (straight through CRI) in
+// turn, o.pairs times each, on the same runtime within the same minute, each batch removed
+// (no CRI object left) before the next; which goes first alternates, so a drift in the
+// machine's load falls on both alike. "10 at once" against a floor measured minutes apart,
+// with one sample a round, moved by ±25 % from run to run on this machine: more than the
+// difference it is meant to show.
+func pairedBulk(ctx context.Context, obs *observer, o options, a *agent) (agentRuns, floorRuns []time.Duration, err error) {
+	fl, err := newFloor(o.setup)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer fl.Close()
+	batch := names("p", 10)
+	one := func(d podDriver) (time.Duration, error) {
+		took, err := addAndWait(ctx, obs, d, batch, 5*time.Minute)
+		if err != nil {
+			return 0, err
+		}
+		if _, _, err := removal(ctx, obs, d, batch); err != nil {
+			return 0, err
+		}
+		return took, sleep(ctx, 2*time.Second)
+	}
+	for i := range o.pairs {
+		order := []podDriver{a, fl}
+		if i%2 == 1 {
+			order = []podDriver{fl, a}
+		}
+		for _, d := range order {
+			took, err := one(d)
+			if err != nil {
+				return nil, nil, fmt.Errorf("10 at once, pair %d: %w", i+1, err)
+			}
+			if d == podDriver(fl) {
+				floorRuns = append(floorRuns, took)
+			} else {
+				agentRuns = append(agentRuns, took)
+			}
+		}
+	}
+	return agentRuns, floorRuns, nil
+}
+
 // exitSample is one container exit: until the agent had it running again, and until the agent
 // had recorded the exit (ledgerlet only; zero otherwise).
 type exitSample struct {

@@ -21,6 +21,8 @@ type figures struct {
 	idleRSS        residentSet
 	kill10         *killFigures
 	kill50         *killFigures
+	// 10 at once by ledgerlet and by the floor back to back (ledgerlet's column only).
+	pairedAgent, pairedFloor []time.Duration
 }
 
 // results hold one figures per round and column; a failed round's is nil.
@@ -39,8 +41,8 @@ type cell struct {
 
 func num(v float64) cell { return cell{v: v, ok: true} }
 
-// mbCell is bytes in MB; 0 is not measured.
-func mbCell(b int64) cell {
+// mibCell is bytes in MiB (as /proc's "kB", which are KiB); 0 is not measured.
+func mibCell(b int64) cell {
 	if b == 0 {
 		return cell{}
 	}
@@ -145,10 +147,17 @@ func rows(r results) []row {
 			}
 		}
 	}
+	pairsN := 0
+	for _, f := range r.ledgerlet {
+		if f != nil {
+			pairsN = max(pairsN, len(f.pairedAgent))
+		}
+	}
 	out := []row{
 		mk("one pod manifest → container running (median of 10)", "ms", 0, func(f *figures) cell { return msCell(median(f.onePod)) }),
 		mk("— slowest of the 10", "ms", 0, func(f *figures) cell { return msCell(quantile(f.onePod, 1)) }),
 		mk("10 manifests at once → all running", "ms", 0, func(f *figures) cell { return msCell(f.bulk) }),
+		paired(r, pairsN),
 		mk("removal of 20 pods (grace 1 s) → all containers stopped", "s", 2, func(f *figures) cell { return sCell(f.removedStopped) }),
 		mk("removal of 20 pods → no CRI object left (container or sandbox)", "s", 2, func(f *figures) cell { return sCell(f.removedGone) }),
 		mk(fmt.Sprintf("container exit → restarted (first restart, median of %d)", exitsN), "s", 2, func(f *figures) cell { return sCell(median(f.restarted)) }),
@@ -160,9 +169,9 @@ func rows(r results) []row {
 			}
 			return num(f.idleCPU)
 		}),
-		mk("idle with 10 pods, RSS", "MB", 1, func(f *figures) cell { return mbCell(f.idleRSS.total) }),
-		mk("— of which anonymous (heap, stacks)", "MB", 1, func(f *figures) cell { return mbCell(f.idleRSS.anon) }),
-		mk("— of which file pages (the binary, mapped from the page cache)", "MB", 1, func(f *figures) cell { return mbCell(f.idleRSS.file) }),
+		mk("idle with 10 pods, RSS", "MiB", 1, func(f *figures) cell { return mibCell(f.idleRSS.total) }),
+		mk("— of which anonymous (heap, stacks)", "MiB", 1, func(f *figures) cell { return mibCell(f.idleRSS.anon) }),
+		mk("— of which file pages (the binary, mapped from the page cache)", "MiB", 1, func(f *figures) cell { return mibCell(f.idleRSS.file) }),
 		mk("kill -9 + restart, 10 pods: containers", "", 0, func(f *figures) cell { return killCell(f.kill10, kept) }),
 		mk("kill -9 + restart, 10 pods → agent answers (kubelet /healthz, ledgerlet socket)", "ms", 0, func(f *figures) cell {
 			return killCell(f.kill10, func(k *killFigures) cell { return msCell(k.ready) })
@@ -176,6 +185,30 @@ func rows(r results) []row {
 		}),
 	}
 	return out
+}
+
+// paired is the row of 10 at once by ledgerlet and the floor back to back: both columns come
+// from ledgerlet's rounds, each cell the median of every sample of every round.
+func paired(r results, n int) row {
+	var agent, floor []time.Duration
+	for _, f := range r.ledgerlet {
+		if f != nil {
+			agent = append(agent, f.pairedAgent...)
+			floor = append(floor, f.pairedFloor...)
+		}
+	}
+	all := func(ds []time.Duration) cell {
+		if len(ds) == 0 {
+			return cell{}
+		}
+		s := append([]time.Duration(nil), ds...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		c := msCell(median(s))
+		c.lo, c.hi, c.n = msCell(s[0]).v, msCell(s[len(s)-1]).v, len(s)
+		return c
+	}
+	return row{label: fmt.Sprintf("— the same, ledgerlet and the floor in turn, %d pairs a round (median of all, range)", n),
+		unit: "ms", kubelet: cell{}, ledgerlet: all(agent), floor: all(floor)}
 }
 
 // render is the table (markdown) with the machine line under it.

@@ -154,6 +154,7 @@ func BenchmarkTenManifestsAtOnce(b *testing.B) {
 			}
 			a.waitFor("nothing left", 60*time.Second, func() bool { return len(a.runtimePods()) == 0 })
 		}
+		b.Logf("rounds (ms): %v", roundsMS(all))
 		b.ReportMetric(ms(quantile(all, 0.5)), "ten-running-p50-ms")
 	})
 	b.Run("floor", func(b *testing.B) {
@@ -211,6 +212,7 @@ func BenchmarkTenManifestsAtOnce(b *testing.B) {
 			}
 			cancel()
 		}
+		b.Logf("rounds (ms): %v", roundsMS(all))
 		b.ReportMetric(ms(quantile(all, 0.5)), "ten-running-p50-ms")
 	})
 }
@@ -246,4 +248,13 @@ func waitTenRunning(b *testing.B, r *runtime.Runtime, begin time.Time) time.Dura
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// roundsMS lists each round's figure in milliseconds, for the benchmark's log.
+func roundsMS(ds []time.Duration) []int64 {
+	out := make([]int64, len(ds))
+	for i, d := range ds {
+		out[i] = d.Milliseconds()
+	}
+	return out
 }

@@ -118,6 +118,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("rebuild state from %s: %w", log.Path(), err)
 	}
 	logger.Info("state rebuilt from log", "seq", st.Seq, "pods", len(st.Pods), "took", time.Since(started))
+	// After the rebuild, whose garbage the default target clears faster.
+	defer setRunningGCPercent(os.Getenv)()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
