@@ -188,27 +188,21 @@ func rows(r results) []row {
 }
 
 // paired is the row of 10 at once by ledgerlet and the floor back to back: both columns come
-// from ledgerlet's rounds, each cell the median of every sample of every round.
+// from ledgerlet's rounds, each cell the median of every sample of every round, with their range.
 func paired(r results, n int) row {
-	var agent, floor []time.Duration
+	var agent, floor []cell
 	for _, f := range r.ledgerlet {
 		if f != nil {
-			agent = append(agent, f.pairedAgent...)
-			floor = append(floor, f.pairedFloor...)
+			for _, d := range f.pairedAgent {
+				agent = append(agent, msCell(d))
+			}
+			for _, d := range f.pairedFloor {
+				floor = append(floor, msCell(d))
+			}
 		}
-	}
-	all := func(ds []time.Duration) cell {
-		if len(ds) == 0 {
-			return cell{}
-		}
-		s := append([]time.Duration(nil), ds...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		c := msCell(median(s))
-		c.lo, c.hi, c.n = msCell(s[0]).v, msCell(s[len(s)-1]).v, len(s)
-		return c
 	}
 	return row{label: fmt.Sprintf("— the same, ledgerlet and the floor in turn, %d pairs a round (median of all, range)", n),
-		unit: "ms", kubelet: cell{}, ledgerlet: all(agent), floor: all(floor)}
+		unit: "ms", ledgerlet: across(agent), floor: across(floor)}
 }
 
 // render is the table (markdown) with the machine line under it.

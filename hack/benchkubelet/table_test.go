@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTableReplacesOnlyWhatIsBetweenTheMarkers(t *testing.T) {
@@ -69,5 +70,30 @@ func TestResidentSetIsReadWithItsParts(t *testing.T) {
 	self, err := procRSS(os.Getpid())
 	if err != nil || self.anon == 0 || self.file == 0 || self.total < self.anon {
 		t.Fatalf("own RSS %+v, %v", self, err)
+	}
+}
+
+func TestPairedRowIsTheMedianAndRangeOfEverySample(t *testing.T) {
+	ms := func(vs ...int) []time.Duration {
+		out := make([]time.Duration, len(vs))
+		for i, v := range vs {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	r := results{ledgerlet: []*figures{
+		{pairedAgent: ms(900, 1000, 1100), pairedFloor: ms(800, 950, 1200)},
+		nil, // a failed round is left out
+		{pairedAgent: ms(700, 1300, 1050), pairedFloor: ms(1000, 900, 850)},
+	}}
+	row := paired(r, 3)
+	if got := row.ledgerlet.String(0); got != "1050 (700–1300)" {
+		t.Errorf("ledgerlet cell = %q, want 1050 (700–1300)", got)
+	}
+	if got := row.floor.String(0); got != "950 (800–1200)" {
+		t.Errorf("floor cell = %q, want 950 (800–1200)", got)
+	}
+	if row.kubelet.ok {
+		t.Errorf("the kubelet has no paired figure, got %v", row.kubelet)
 	}
 }
