@@ -13,7 +13,7 @@ DEV_DIR   ?= /var/lib/ledgerlet-dev
 DEV2_DIR    ?= /var/lib/ledgerlet-dev2
 DEV2_BRIDGE ?= llbr2
 DEV2_SUBNET ?= 10.88.78.0/24
-E2E_CONTAINERD2 ?= Event|ContainerExit|HTTPD|Removal|RestartPolicies|InitContainers|CrashLoop
+E2E_CONTAINERD2 ?= Event|ContainerExit|HTTPD|Removal|RestartPolicies|InitContainers|CrashLoop|LostTrackOf
 ENDPOINT  ?= unix:///run/containerd/containerd.sock
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 10s
@@ -64,13 +64,14 @@ test-e2e:
 	LEDGERLET_DEV_CONTROLPLANE=$(CURDIR)/hack/dev-controlplane \
 	  $(GO) test -count=1 -p 1 -timeout 40m ./runtime/... ./test/e2e/...
 
-# The pod life and runtime events tests again on containerd 2.x (built from its module on
-# first use; see hack/dev-containerd), where changes come from CRI's container events.
+# The pod life and runtime events tests, and the runtime's own for events and lost tasks,
+# again on containerd 2.x (built from its module on first use; see hack/dev-containerd),
+# where changes come from CRI's container events.
 test-e2e-containerd2:
 	@endpoint=$$(LEDGERLET_DEV_DIR=$(DEV2_DIR) LEDGERLET_DEV_CONTAINERD=2 LEDGERLET_DEV_BRIDGE=$(DEV2_BRIDGE) \
 	  LEDGERLET_DEV_SUBNET=$(DEV2_SUBNET) hack/dev-containerd up | tail -n 1) || exit 1; \
 	LEDGERLET_CRI_ENDPOINT=$$endpoint LEDGERLET_DEV_CONTAINERD=2 LEDGERLET_E2E_RESTART_CONTAINERD=1 \
-	  $(GO) test -count=1 -p 1 -timeout 20m -run '$(E2E_CONTAINERD2)' ./test/e2e/...
+	  $(GO) test -count=1 -p 1 -timeout 20m -run '$(E2E_CONTAINERD2)' ./runtime/ ./test/e2e/...
 
 fuzz:
 	@# A target is found by name across packages: two of one name would run only one of them.

@@ -147,7 +147,17 @@ func (r *Runtime) StopContainer(ctx context.Context, containerID string, grace t
 func (r *Runtime) RemoveContainer(ctx context.Context, containerID string) error {
 	ctx, cancel := r.callCtx(ctx)
 	defer cancel()
-	if _, err := r.rs.RemoveContainer(ctx, &criv1.RemoveContainerRequest{ContainerId: containerID}); err != nil {
+	_, err := r.rs.RemoveContainer(ctx, &criv1.RemoveContainerRequest{ContainerId: containerID})
+	if isLostTask(err) {
+		// See losttask.go: CRI reports the container stopped, and its task
+		// runs on where CRI cannot reach it.
+		r.log.Warn("container has a task its runtime lost track of (a start cut short); killing it", "id", containerID)
+		if kerr := r.killLostTask(ctx, containerID); kerr != nil {
+			return fmt.Errorf("remove container %s: %w; killing the task it has left: %w", containerID, err, kerr)
+		}
+		_, err = r.rs.RemoveContainer(ctx, &criv1.RemoveContainerRequest{ContainerId: containerID})
+	}
+	if err != nil {
 		if isNotFound(err) {
 			return nil
 		}
