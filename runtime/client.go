@@ -121,6 +121,10 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create CRI client for %s: %w", cfg.Endpoint, err)
 	}
+	// Connect now rather than on the first call: the handshake then overlaps
+	// the agent's own start-up instead of delaying the first relist, which a
+	// restart's reconcile waits for.
+	conn.Connect()
 	return &Runtime{
 		cfg:    cfg,
 		conn:   conn,

@@ -952,9 +952,23 @@ func cleanedLeftovers(s *projector.State) map[string]string {
 // the node again. Only UIDs of this agent's own pods are looked at: the
 // cgroup root may be shared.
 func (r *Runtime) reappeared(cleaned map[string]string) []eventlog.Event {
+	if len(cleaned) == 0 {
+		return nil
+	}
+	// The mount table is read, and each parent directory listed, once a
+	// pass rather than once a pod: reading them for each pod took 2 ms a pod
+	// under load, which held the first relist after a restart (and the
+	// RuntimeConnected it records) back by 40 ms with 20 pods removed in the
+	// minutes before.
+	mounts, err := cgroupMounts(r.cfg.CgroupFS)
+	if err != nil {
+		r.log.Warn("look for removed pods' leftovers", "err", err)
+		mounts = nil // the data directories can still be looked at
+	}
+	seen := dirListings{}
 	var evs []eventlog.Event
 	for _, uid := range sortedKeys(cleaned) {
-		if r.podDataPresent(uid) {
+		if r.podDataPresent(uid, mounts, seen) {
 			evs = append(evs, eventlog.Event{Pod: cleaned[uid], Data: &pb.PodDataObserved{Uid: uid}})
 		}
 	}

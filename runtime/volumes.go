@@ -42,24 +42,44 @@ func (r *Runtime) RemovePodData(uid string) error {
 	return nil
 }
 
-// podDataPresent says whether the pod's data directory or its cgroup (in any
-// hierarchy) exists.
-func (r *Runtime) podDataPresent(uid string) bool {
-	if dir, err := r.PodDataDir(uid); err == nil {
-		if _, err := os.Stat(dir); err == nil {
-			return true
-		}
+// podDataPresent says whether the pod's data directory or its cgroup (in
+// any of the hierarchies mounted at cgroupMounts) exists, as the listings
+// in seen show it.
+func (r *Runtime) podDataPresent(uid string, cgroupMounts []string, seen dirListings) bool {
+	if dir, err := r.PodDataDir(uid); err == nil && seen.has(dir) {
+		return true
 	}
-	paths, err := r.PodCgroupPaths(uid)
+	parent, err := r.PodCgroupParent(uid)
 	if err != nil {
 		return false
 	}
-	for _, p := range paths {
-		if _, err := os.Stat(p); err == nil {
+	for _, m := range cgroupMounts {
+		if seen.has(filepath.Join(m, parent)) {
 			return true
 		}
 	}
 	return false
+}
+
+// dirListings holds the directories listed in one pass by path: every
+// pod's data directory and cgroup sits beside the others', so a pass over
+// many pods lists each parent once instead of asking for each pod's path.
+type dirListings map[string]map[string]bool
+
+// has reports whether path exists, as its parent's listing shows it. A
+// parent that cannot be listed (absent, most often) holds nothing.
+func (d dirListings) has(path string) bool {
+	dir, base := filepath.Split(filepath.Clean(path))
+	names, ok := d[dir]
+	if !ok {
+		names = map[string]bool{}
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			names[e.Name()] = true
+		}
+		d[dir] = names
+	}
+	return names[base]
 }
 
 // containerMounts turns volumeMounts into host bind mounts, creating what the volume type says
