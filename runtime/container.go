@@ -136,10 +136,40 @@ func (r *Runtime) StopContainer(ctx context.Context, containerID string, grace t
 		if isNotFound(err) {
 			return nil
 		}
+		if r.exitedAfterAll(ctx, containerID) {
+			r.log.Info("container stopped (its runtime failed the kill as it exited)", "id", containerID, "grace", secs, "err", err)
+			return nil
+		}
 		return fmt.Errorf("stop container %s with %ds grace: %w", containerID, secs, err)
 	}
 	r.log.Info("container stopped", "id", containerID, "grace", secs, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// stopRaceWait is how long a failed stop waits for the container to show
+// it exited all the same.
+const stopRaceWait = 2 * time.Second
+
+// exitedAfterAll reports whether a container whose stop failed has exited
+// anyway. containerd 1.6 fails the kill that ends the grace period when the
+// container exits at that very moment ("ttrpc: closed": its shim went with
+// it), then reports the exit a few ms later; the stop did what it was asked.
+func (r *Runtime) exitedAfterAll(ctx context.Context, containerID string) bool {
+	deadline := time.Now().Add(stopRaceWait)
+	for {
+		st, err := r.ContainerStatus(ctx, containerID)
+		if isNotFound(err) || (err == nil && st.State == ContainerExited) {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // RemoveContainer deletes a stopped container (a running one is killed first by the
