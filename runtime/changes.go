@@ -83,8 +83,7 @@ func (r *Runtime) SubscribeChanges(ctx context.Context, api string) (ChangeStrea
 		}
 		return &criChanges{s: s, managedBy: r.cfg.ManagedBy}, nil
 	case ChangesContainerd:
-		ctx = metadata.AppendToOutgoingContext(ctx, "containerd-namespace", criNamespace)
-		cs, err := r.conn.NewStream(ctx, &grpc.StreamDesc{StreamName: "Subscribe", ServerStreams: true},
+		cs, err := r.conn.NewStream(containerdCtx(ctx), &grpc.StreamDesc{StreamName: "Subscribe", ServerStreams: true},
 			containerdSubscribe, grpc.ForceCodec(rawCodec{}))
 		if err != nil {
 			return nil, fmt.Errorf("subscribe to containerd events: %w", err)
@@ -138,6 +137,26 @@ func (c *criChanges) Recv() (Change, error) {
 
 // criNamespace is the containerd namespace the CRI plugin keeps its objects in.
 const criNamespace = "k8s.io"
+
+// containerdCtx addresses containerd's own services (beside CRI on the same
+// socket) in the CRI plugin's namespace.
+func containerdCtx(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "containerd-namespace", criNamespace)
+}
+
+// invokeContainerd makes one call to a containerd service, its messages
+// encoded and decoded by hand (see containerdChanges).
+func (r *Runtime) invokeContainerd(ctx context.Context, method string, req []byte) ([]byte, error) {
+	var resp []byte
+	err := r.conn.Invoke(containerdCtx(ctx), method, &req, &resp, grpc.ForceCodec(rawCodec{}))
+	return resp, err
+}
+
+// appendString appends string field num to a protobuf message.
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
 
 const containerdSubscribe = "/containerd.services.events.v1.Events/Subscribe"
 
@@ -207,8 +226,7 @@ func (c *containerdChanges) Recv() (Change, error) {
 func subscribeRequest(filters []string) []byte {
 	var b []byte
 	for _, f := range filters {
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, f)
+		b = appendString(b, 1, f)
 	}
 	return b
 }

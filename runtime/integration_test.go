@@ -109,14 +109,7 @@ func startPod(ctx context.Context, t *testing.T, r *Runtime, pod *corev1.Pod) st
 	t1 := time.Now()
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		ref, err := r.EnsureImage(ctx, pod, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := r.CreateContainer(ctx, pod, c, sb, ContainerOptions{ImageRef: ref, Fields: FieldValues{NodeName: "testnode", HostIP: "127.0.0.1"}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		id := createContainer(ctx, t, r, pod, c, sb)
 		if err := r.StartContainer(ctx, id); err != nil {
 			t.Fatal(err)
 		}
@@ -125,6 +118,20 @@ func startPod(ctx context.Context, t *testing.T, r *Runtime, pod *corev1.Pod) st
 	s.containerTook = time.Since(t1)
 	t.Logf("sandbox started in %v, %d container(s) created+started in %v", s.sandboxTook.Round(time.Millisecond), len(pod.Spec.Containers), s.containerTook.Round(time.Millisecond))
 	return s
+}
+
+// createContainer ensures c's image and creates it in sandbox sb, not started.
+func createContainer(ctx context.Context, t *testing.T, r *Runtime, pod *corev1.Pod, c *corev1.Container, sb string) string {
+	t.Helper()
+	ref, err := r.EnsureImage(ctx, pod, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := r.CreateContainer(ctx, pod, c, sb, ContainerOptions{ImageRef: ref, Fields: FieldValues{NodeName: "testnode", HostIP: "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // teardown is the full removal sequence a caller is expected to run when a pod goes away.

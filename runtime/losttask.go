@@ -6,9 +6,7 @@ import (
 	"strings"
 	"syscall"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -48,21 +46,14 @@ const (
 // deletes it, through containerd's tasks service. A task already gone is
 // not an error: the CRI plugin may have reaped it meanwhile.
 func (r *Runtime) killLostTask(ctx context.Context, containerID string) error {
-	ctx = metadata.AppendToOutgoingContext(ctx, "containerd-namespace", criNamespace)
-	call := func(method string, req []byte) error {
-		var resp []byte
-		return r.conn.Invoke(ctx, method, &req, &resp, grpc.ForceCodec(rawCodec{}))
-	}
 	// KillRequest {container_id = 1; exec_id = 2; uint32 signal = 3; bool all = 4}:
 	// all, so nothing the task forked survives it.
-	var kill []byte
-	kill = protowire.AppendTag(kill, 1, protowire.BytesType)
-	kill = protowire.AppendString(kill, containerID)
+	kill := appendString(nil, 1, containerID)
 	kill = protowire.AppendTag(kill, 3, protowire.VarintType)
 	kill = protowire.AppendVarint(kill, uint64(syscall.SIGKILL))
 	kill = protowire.AppendTag(kill, 4, protowire.VarintType)
 	kill = protowire.AppendVarint(kill, 1)
-	if err := call(containerdTaskKill, kill); err != nil {
+	if _, err := r.invokeContainerd(ctx, containerdTaskKill, kill); err != nil {
 		if isNotFound(err) {
 			return nil
 		}
@@ -70,13 +61,11 @@ func (r *Runtime) killLostTask(ctx context.Context, containerID string) error {
 	}
 	// WaitRequest and DeleteTaskRequest: {container_id = 1}. The delete
 	// refuses a task whose process has not been reaped, hence the wait.
-	var byID []byte
-	byID = protowire.AppendTag(byID, 1, protowire.BytesType)
-	byID = protowire.AppendString(byID, containerID)
-	if err := call(containerdTaskWait, byID); err != nil && !isNotFound(err) {
+	byID := appendString(nil, 1, containerID)
+	if _, err := r.invokeContainerd(ctx, containerdTaskWait, byID); err != nil && !isNotFound(err) {
 		return fmt.Errorf("wait for the killed task: %w", err)
 	}
-	if err := call(containerdTaskDelete, byID); err != nil && !isNotFound(err) {
+	if _, err := r.invokeContainerd(ctx, containerdTaskDelete, byID); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete task: %w", err)
 	}
 	return nil

@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	corev1 "k8s.io/api/core/v1"
@@ -48,15 +46,7 @@ func TestRemoveKillsATaskTheRuntimeLostTrackOf(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { teardown(t, r, pod, started{sandboxID: sb}) })
-	c := &pod.Spec.Containers[0]
-	ref, err := r.EnsureImage(ctx, pod, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := r.CreateContainer(ctx, pod, c, sb, ContainerOptions{ImageRef: ref, Fields: FieldValues{NodeName: "testnode", HostIP: "127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := createContainer(ctx, t, r, pod, &pod.Spec.Containers[0], sb)
 	pid := startTaskBehindCRI(ctx, t, r, id)
 	if !processAlive(pid) {
 		t.Fatalf("the task's process %d is not running", pid)
@@ -89,22 +79,17 @@ func TestRemoveKillsATaskTheRuntimeLostTrackOf(t *testing.T) {
 // returns its pid. CRI never hears of it.
 func startTaskBehindCRI(ctx context.Context, t *testing.T, r *Runtime, id string) int {
 	t.Helper()
-	ctx = metadata.AppendToOutgoingContext(ctx, "containerd-namespace", criNamespace)
 	call := func(method string, req []byte) []byte {
-		var resp []byte
-		if err := r.conn.Invoke(ctx, method, &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+		resp, err := r.invokeContainerd(ctx, method, req)
+		if err != nil {
 			t.Fatalf("%s: %v", method, err)
 		}
 		return resp
 	}
-	str := func(b []byte, num protowire.Number, s string) []byte {
-		b = protowire.AppendTag(b, num, protowire.BytesType)
-		return protowire.AppendString(b, s)
-	}
 	// MountsRequest {snapshotter = 1; key = 2}: CRI names the snapshot after the container.
-	mounts := call("/containerd.services.snapshots.v1.Snapshots/Mounts", str(str(nil, 1, "overlayfs"), 2, id))
+	mounts := call("/containerd.services.snapshots.v1.Snapshots/Mounts", appendString(appendString(nil, 1, "overlayfs"), 2, id))
 	// MountsResponse {repeated Mount mounts = 1} → CreateTaskRequest {container_id = 1; repeated Mount rootfs = 3}.
-	create := str(nil, 1, id)
+	create := appendString(nil, 1, id)
 	if err := eachField(mounts, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		if num == 1 && typ == protowire.BytesType {
 			create = protowire.AppendTag(create, 3, protowire.BytesType)
@@ -125,7 +110,7 @@ func startTaskBehindCRI(ctx context.Context, t *testing.T, r *Runtime, id string
 	}); err != nil {
 		t.Fatal(err)
 	}
-	call("/containerd.services.tasks.v1.Tasks/Start", str(nil, 1, id))
+	call("/containerd.services.tasks.v1.Tasks/Start", appendString(nil, 1, id))
 	return pid
 }
 
