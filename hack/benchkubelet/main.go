@@ -37,6 +37,8 @@ type options struct {
 	runs    int
 	window  time.Duration
 	pairs   int
+	// onePairs: one pod by ledgerlet and by the floor in turn, this many times each a round.
+	onePairs int
 }
 
 func main() {
@@ -54,6 +56,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "rounds (kubelet, ledgerlet, floor each); a cell is the median of the rounds, their range beside it")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "after kill -9 and restart: how long to watch for container changes")
 	flag.IntVar(&o.pairs, "pairs", 3, "per round: 10 at once by ledgerlet and by the floor back to back, this many times each (0: none)")
+	flag.IntVar(&o.onePairs, "one-pairs", 10, "per round: one pod by ledgerlet and by the floor in turn, this many times each (0: none)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	o.setup.log = log
@@ -152,7 +155,7 @@ func measureAgent(ctx context.Context, obs *observer, o options, which string) (
 		cerr := obs.clean(cctx)
 		if o.setup.cgroupDriver == "cgroupfs" {
 			cerr = errors.Join(cerr, removeCgroup(cgroupRoot))
-			if which == "ledgerlet" && o.pairs > 0 {
+			if which == "ledgerlet" && (o.pairs > 0 || o.onePairs > 0) {
 				cerr = errors.Join(cerr, removeCgroup(floorCgroupRoot))
 			}
 		}
@@ -222,6 +225,12 @@ func measureAgent(ctx context.Context, obs *observer, o options, which string) (
 	step("removal of 20 pods")
 	if f.removedStopped, f.removedGone, err = removal(ctx, obs, a, append(single, bulk...)); err != nil {
 		return nil, fmt.Errorf("removal of 20: %w", err)
+	}
+	if which == "ledgerlet" && o.onePairs > 0 {
+		step("one pod, ledgerlet and the floor in turn")
+		if f.onePairedAgent, f.onePairedFloor, err = pairedOnePod(ctx, obs, o, a); err != nil {
+			return nil, err
+		}
 	}
 	if which == "ledgerlet" && o.pairs > 0 {
 		step("10 at once, ledgerlet and the floor back to back")

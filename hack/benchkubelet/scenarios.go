@@ -126,8 +126,7 @@ func removal(ctx context.Context, obs *observer, d podDriver, pods []string) (st
 
 // pairedBulk starts 10 pods at once by the agent and by the floor (straight through CRI) in
 // turn, o.pairs times each, on the same runtime within the same minute, each batch removed
-// (no CRI object left) before the next; which goes first alternates, so a drift in the
-// machine's load falls on both alike. "10 at once" against a floor measured minutes apart,
+// (no CRI object left) before the next. "10 at once" against a floor measured minutes apart,
 // with one sample a round, moved by ±25 % from run to run on this machine: more than the
 // difference it is meant to show.
 func pairedBulk(ctx context.Context, obs *observer, o options, a *agent) (agentRuns, floorRuns []time.Duration, err error) {
@@ -137,7 +136,7 @@ func pairedBulk(ctx context.Context, obs *observer, o options, a *agent) (agentR
 	}
 	defer fl.Close()
 	batch := names("p", 10)
-	one := func(d podDriver) (time.Duration, error) {
+	agentRuns, floorRuns, err = inTurn(o.pairs, a, fl, func(d podDriver, _ int) (time.Duration, error) {
 		took, err := addAndWait(ctx, obs, d, batch, 5*time.Minute)
 		if err != nil {
 			return 0, err
@@ -146,18 +145,57 @@ func pairedBulk(ctx context.Context, obs *observer, o options, a *agent) (agentR
 			return 0, err
 		}
 		return took, sleep(ctx, 2*time.Second)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("10 at once, %w", err)
 	}
-	for i := range o.pairs {
+	return agentRuns, floorRuns, nil
+}
+
+// pairedOnePod starts one pod by the agent and one by the floor in turn, o.onePairs times each,
+// 0.5 s apart as onePodEach, then removes them all. The floor's "one pod" is otherwise measured
+// minutes after the agent's, and on this machine containerd's own time for one pod moves by
+// more than the 20 ms the two are compared on (the floor's median alone: 141–161 ms between
+// rounds of one run); in turn, a drift in the machine's load falls on both alike.
+func pairedOnePod(ctx context.Context, obs *observer, o options, a *agent) (agentRuns, floorRuns []time.Duration, err error) {
+	fl, err := newFloor(o.setup)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer fl.Close()
+	pods := names("q", o.onePairs)
+	agentRuns, floorRuns, err = inTurn(o.onePairs, a, fl, func(d podDriver, i int) (time.Duration, error) {
+		took, err := addAndWait(ctx, obs, d, pods[i:i+1], 2*time.Minute)
+		if err != nil {
+			return 0, err
+		}
+		return took, sleep(ctx, 500*time.Millisecond)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("one pod, %w", err)
+	}
+	for _, d := range []podDriver{a, fl} {
+		if _, _, err := removal(ctx, obs, d, pods); err != nil {
+			return nil, nil, fmt.Errorf("one pod in turn, removal: %w", err)
+		}
+	}
+	return agentRuns, floorRuns, nil
+}
+
+// inTurn runs one(d, i) for the agent and for the floor, n times each; which goes first
+// alternates, so neither is always the one that follows the other.
+func inTurn(n int, a, fl podDriver, one func(d podDriver, i int) (time.Duration, error)) (agentRuns, floorRuns []time.Duration, err error) {
+	for i := range n {
 		order := []podDriver{a, fl}
 		if i%2 == 1 {
 			order = []podDriver{fl, a}
 		}
 		for _, d := range order {
-			took, err := one(d)
+			took, err := one(d, i)
 			if err != nil {
-				return nil, nil, fmt.Errorf("10 at once, pair %d: %w", i+1, err)
+				return nil, nil, fmt.Errorf("pair %d: %w", i+1, err)
 			}
-			if d == podDriver(fl) {
+			if d == fl {
 				floorRuns = append(floorRuns, took)
 			} else {
 				agentRuns = append(agentRuns, took)

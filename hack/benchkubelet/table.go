@@ -23,6 +23,8 @@ type figures struct {
 	kill50         *killFigures
 	// 10 at once by ledgerlet and by the floor back to back (ledgerlet's column only).
 	pairedAgent, pairedFloor []time.Duration
+	// One pod by ledgerlet and by the floor in turn (ledgerlet's column only).
+	onePairedAgent, onePairedFloor []time.Duration
 }
 
 // results hold one figures per round and column; a failed round's is nil.
@@ -147,17 +149,21 @@ func rows(r results) []row {
 			}
 		}
 	}
-	pairsN := 0
+	pairsN, onePairsN := 0, 0
 	for _, f := range r.ledgerlet {
 		if f != nil {
 			pairsN = max(pairsN, len(f.pairedAgent))
+			onePairsN = max(onePairsN, len(f.onePairedAgent))
 		}
 	}
 	out := []row{
 		mk("one pod manifest → container running (median of 10)", "ms", 0, func(f *figures) cell { return msCell(median(f.onePod)) }),
 		mk("— slowest of the 10", "ms", 0, func(f *figures) cell { return msCell(quantile(f.onePod, 1)) }),
+		paired(r, fmt.Sprintf("— the same, ledgerlet and the floor in turn, %d each a round (median of all, range)", onePairsN),
+			func(f *figures) ([]time.Duration, []time.Duration) { return f.onePairedAgent, f.onePairedFloor }),
 		mk("10 manifests at once → all running", "ms", 0, func(f *figures) cell { return msCell(f.bulk) }),
-		paired(r, pairsN),
+		paired(r, fmt.Sprintf("— the same, ledgerlet and the floor in turn, %d pairs a round (median of all, range)", pairsN),
+			func(f *figures) ([]time.Duration, []time.Duration) { return f.pairedAgent, f.pairedFloor }),
 		mk("removal of 20 pods (grace 1 s) → all containers stopped", "s", 2, func(f *figures) cell { return sCell(f.removedStopped) }),
 		mk("removal of 20 pods → no CRI object left (container or sandbox)", "s", 2, func(f *figures) cell { return sCell(f.removedGone) }),
 		mk(fmt.Sprintf("container exit → restarted (first restart, median of %d)", exitsN), "s", 2, func(f *figures) cell { return sCell(median(f.restarted)) }),
@@ -187,22 +193,23 @@ func rows(r results) []row {
 	return out
 }
 
-// paired is the row of 10 at once by ledgerlet and the floor back to back: both columns come
-// from ledgerlet's rounds, each cell the median of every sample of every round, with their range.
-func paired(r results, n int) row {
+// paired is a row of ledgerlet and the floor in turn (get picks which): both columns come from
+// ledgerlet's rounds, each cell the median of every sample of every round, with their range.
+func paired(r results, label string, get func(*figures) (agent, floor []time.Duration)) row {
 	var agent, floor []cell
 	for _, f := range r.ledgerlet {
-		if f != nil {
-			for _, d := range f.pairedAgent {
-				agent = append(agent, msCell(d))
-			}
-			for _, d := range f.pairedFloor {
-				floor = append(floor, msCell(d))
-			}
+		if f == nil {
+			continue
+		}
+		as, fs := get(f)
+		for _, d := range as {
+			agent = append(agent, msCell(d))
+		}
+		for _, d := range fs {
+			floor = append(floor, msCell(d))
 		}
 	}
-	return row{label: fmt.Sprintf("— the same, ledgerlet and the floor in turn, %d pairs a round (median of all, range)", n),
-		unit: "ms", ledgerlet: across(agent), floor: across(floor)}
+	return row{label: label, unit: "ms", ledgerlet: across(agent), floor: across(floor)}
 }
 
 // render is the table (markdown) with the machine line under it.

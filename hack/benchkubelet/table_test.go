@@ -86,7 +86,7 @@ func TestPairedRowIsTheMedianAndRangeOfEverySample(t *testing.T) {
 		nil, // a failed round is left out
 		{pairedAgent: ms(700, 1300, 1050), pairedFloor: ms(1000, 900, 850)},
 	}}
-	row := paired(r, 3)
+	row := paired(r, "10 at once in turn", func(f *figures) ([]time.Duration, []time.Duration) { return f.pairedAgent, f.pairedFloor })
 	if got := row.ledgerlet.String(0); got != "1050 (700–1300)" {
 		t.Errorf("ledgerlet cell = %q, want 1050 (700–1300)", got)
 	}
@@ -95,5 +95,34 @@ func TestPairedRowIsTheMedianAndRangeOfEverySample(t *testing.T) {
 	}
 	if row.kubelet.ok {
 		t.Errorf("the kubelet has no paired figure, got %v", row.kubelet)
+	}
+}
+
+func TestOnePodInTurnRowIsOfTheOnePodSamplesOnly(t *testing.T) {
+	ms := func(vs ...int) []time.Duration {
+		out := make([]time.Duration, len(vs))
+		for i, v := range vs {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	r := results{ledgerlet: []*figures{
+		{onePairedAgent: ms(150, 160), onePairedFloor: ms(140, 155), pairedAgent: ms(900), pairedFloor: ms(800)},
+		{onePairedAgent: ms(170), onePairedFloor: ms(145)},
+	}}
+	var got row
+	for _, rw := range rows(r) {
+		if strings.HasPrefix(rw.label, "— the same, ledgerlet and the floor in turn, 2 each a round") {
+			got = rw
+		}
+	}
+	if got.label == "" {
+		t.Fatalf("no one-pod in-turn row in %v", rows(r))
+	}
+	if s := got.ledgerlet.String(0); s != "160 (150–170)" {
+		t.Errorf("ledgerlet cell = %q, want 160 (150–170)", s)
+	}
+	if s := got.floor.String(0); s != "145 (140–155)" {
+		t.Errorf("floor cell = %q, want 145 (140–155)", s)
 	}
 }
