@@ -55,7 +55,7 @@ func main() {
 	flag.IntVar(&o.exitsN, "exits", 5, "container exits to measure per agent and run")
 	flag.IntVar(&o.runs, "runs", 3, "rounds (kubelet, ledgerlet, floor each); a cell is the median of the rounds, their range beside it")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "after kill -9 and restart: how long to watch for container changes")
-	flag.IntVar(&o.pairs, "pairs", 3, "per round: 10 at once by ledgerlet and by the floor back to back, this many times each (0: none)")
+	flag.IntVar(&o.pairs, "pairs", 5, "per round: 10 at once by ledgerlet and by the floor back to back, this many times each (0: none)")
 	flag.IntVar(&o.onePairs, "one-pairs", 10, "per round: one pod by ledgerlet and by the floor in turn, this many times each (0: none)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -96,6 +96,9 @@ type row struct {
 	unit                      string
 	prec                      int
 	kubelet, ledgerlet, floor cell
+	// diff, when set, is the ledgerlet − floor column as it is (a figure of its own, not the
+	// difference of the two cells).
+	diff string
 }
 
 func msCell(d time.Duration) cell {
@@ -161,9 +164,11 @@ func rows(r results) []row {
 		mk("— slowest of the 10", "ms", 0, func(f *figures) cell { return msCell(quantile(f.onePod, 1)) }),
 		paired(r, fmt.Sprintf("— the same, ledgerlet and the floor in turn, %d each a round (median of all, range)", onePairsN),
 			func(f *figures) ([]time.Duration, []time.Duration) { return f.onePairedAgent, f.onePairedFloor }),
+		withinPairs(r, func(f *figures) ([]time.Duration, []time.Duration) { return f.onePairedAgent, f.onePairedFloor }),
 		mk("10 manifests at once → all running", "ms", 0, func(f *figures) cell { return msCell(f.bulk) }),
 		paired(r, fmt.Sprintf("— the same, ledgerlet and the floor in turn, %d pairs a round (median of all, range)", pairsN),
 			func(f *figures) ([]time.Duration, []time.Duration) { return f.pairedAgent, f.pairedFloor }),
+		withinPairs(r, func(f *figures) ([]time.Duration, []time.Duration) { return f.pairedAgent, f.pairedFloor }),
 		mk("removal of 20 pods (grace 1 s) → all containers stopped", "s", 2, func(f *figures) cell { return sCell(f.removedStopped) }),
 		mk("removal of 20 pods → no CRI object left (container or sandbox)", "s", 2, func(f *figures) cell { return sCell(f.removedGone) }),
 		mk(fmt.Sprintf("container exit → restarted (first restart, median of %d)", exitsN), "s", 2, func(f *figures) cell { return sCell(median(f.restarted)) }),
@@ -212,6 +217,30 @@ func paired(r results, label string, get func(*figures) (agent, floor []time.Dur
 	return row{label: label, unit: "ms", ledgerlet: across(agent), floor: across(floor)}
 }
 
+// withinPairs is the row of the difference within each pair of an in-turn measure (get picks
+// which): ledgerlet's sample less the floor's next to it, in ms and in % of the floor's, the
+// median over every pair of every round with the range. A pair shares its minute, so a drift
+// in the machine's load between pairs, which moves both medians of the row above, falls out.
+func withinPairs(r results, get func(*figures) (agent, floor []time.Duration)) row {
+	var ms, pct []cell
+	for _, f := range r.ledgerlet {
+		if f == nil {
+			continue
+		}
+		as, fs := get(f)
+		for i := range min(len(as), len(fs)) {
+			d := float64((as[i] - fs[i]).Microseconds()) / 1000
+			ms = append(ms, num(d))
+			pct = append(pct, num(100*d/(float64(fs[i].Microseconds())/1000)))
+		}
+	}
+	rw := row{label: "— within each pair: ledgerlet − the floor (median of all pairs, range)", unit: "ms"}
+	if m, p := across(ms), across(pct); m.ok && p.ok {
+		rw.diff = fmt.Sprintf("%+.0f (%+.0f…%+.0f); %+.0f %% (%+.0f…%+.0f)", m.v, m.lo, m.hi, p.v, p.lo, p.hi)
+	}
+	return rw
+}
+
 // render is the table (markdown) with the machine line under it.
 func render(m machine, r results) string {
 	var b strings.Builder
@@ -222,7 +251,9 @@ func render(m machine, r results) string {
 		if rw.kubelet.ok && rw.ledgerlet.ok && rw.kubelet.v != 0 {
 			ratio = fmt.Sprintf("%.2f×", rw.ledgerlet.v/rw.kubelet.v)
 		}
-		if rw.ledgerlet.ok && rw.floor.ok {
+		if rw.diff != "" {
+			diff = rw.diff
+		} else if rw.ledgerlet.ok && rw.floor.ok {
 			diff = fmt.Sprintf("%+.*f", rw.prec, rw.ledgerlet.v-rw.floor.v)
 			if rw.floor.v != 0 {
 				diff += fmt.Sprintf(" (%+.0f %%)", 100*(rw.ledgerlet.v-rw.floor.v)/math.Abs(rw.floor.v))

@@ -126,3 +126,26 @@ func TestOnePodInTurnRowIsOfTheOnePodSamplesOnly(t *testing.T) {
 		t.Errorf("floor cell = %q, want 145 (140–155)", s)
 	}
 }
+
+func TestWithinPairsIsTheMedianOfEachPairsDifference(t *testing.T) {
+	ms := func(vs ...int) []time.Duration {
+		out := make([]time.Duration, len(vs))
+		for i, v := range vs {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	// In every pair ledgerlet took 10 % more than the floor beside it, while the pairs
+	// themselves drift by a factor of three: the percentage must not move with the drift.
+	r := results{ledgerlet: []*figures{
+		{pairedAgent: ms(550, 1100, 1650), pairedFloor: ms(500, 1000, 1500)},
+		{pairedAgent: ms(880), pairedFloor: ms(800)},
+	}}
+	row := withinPairs(r, func(f *figures) ([]time.Duration, []time.Duration) { return f.pairedAgent, f.pairedFloor })
+	if want := "+100 (+50…+150); +10 % (+10…+10)"; row.diff != want {
+		t.Errorf("diff = %q, want %q", row.diff, want)
+	}
+	if row.ledgerlet.ok || row.floor.ok {
+		t.Errorf("within-pair row has its own column only, got %v / %v", row.ledgerlet, row.floor)
+	}
+}
