@@ -74,17 +74,10 @@ func TestResidentSetIsReadWithItsParts(t *testing.T) {
 }
 
 func TestPairedRowIsTheMedianAndRangeOfEverySample(t *testing.T) {
-	ms := func(vs ...int) []time.Duration {
-		out := make([]time.Duration, len(vs))
-		for i, v := range vs {
-			out[i] = time.Duration(v) * time.Millisecond
-		}
-		return out
-	}
 	r := results{ledgerlet: []*figures{
-		{pairedAgent: ms(900, 1000, 1100), pairedFloor: ms(800, 950, 1200)},
+		{pairedAgent: msList(900, 1000, 1100), pairedFloor: msList(800, 950, 1200)},
 		nil, // a failed round is left out
-		{pairedAgent: ms(700, 1300, 1050), pairedFloor: ms(1000, 900, 850)},
+		{pairedAgent: msList(700, 1300, 1050), pairedFloor: msList(1000, 900, 850)},
 	}}
 	row := paired(r, "10 at once in turn", func(f *figures) ([]time.Duration, []time.Duration) { return f.pairedAgent, f.pairedFloor })
 	if got := row.ledgerlet.String(0); got != "1050 (700–1300)" {
@@ -99,16 +92,9 @@ func TestPairedRowIsTheMedianAndRangeOfEverySample(t *testing.T) {
 }
 
 func TestOnePodInTurnRowIsOfTheOnePodSamplesOnly(t *testing.T) {
-	ms := func(vs ...int) []time.Duration {
-		out := make([]time.Duration, len(vs))
-		for i, v := range vs {
-			out[i] = time.Duration(v) * time.Millisecond
-		}
-		return out
-	}
 	r := results{ledgerlet: []*figures{
-		{onePairedAgent: ms(150, 160), onePairedFloor: ms(140, 155), pairedAgent: ms(900), pairedFloor: ms(800)},
-		{onePairedAgent: ms(170), onePairedFloor: ms(145)},
+		{onePairedAgent: msList(150, 160), onePairedFloor: msList(140, 155), pairedAgent: msList(900), pairedFloor: msList(800)},
+		{onePairedAgent: msList(170), onePairedFloor: msList(145)},
 	}}
 	var got row
 	for _, rw := range rows(r) {
@@ -128,18 +114,11 @@ func TestOnePodInTurnRowIsOfTheOnePodSamplesOnly(t *testing.T) {
 }
 
 func TestWithinPairsIsTheMedianOfEachPairsDifference(t *testing.T) {
-	ms := func(vs ...int) []time.Duration {
-		out := make([]time.Duration, len(vs))
-		for i, v := range vs {
-			out[i] = time.Duration(v) * time.Millisecond
-		}
-		return out
-	}
 	// In every pair ledgerlet took 10 % more than the floor beside it, while the pairs
 	// themselves drift by a factor of three: the percentage must not move with the drift.
 	r := results{ledgerlet: []*figures{
-		{pairedAgent: ms(550, 1100, 1650), pairedFloor: ms(500, 1000, 1500)},
-		{pairedAgent: ms(880), pairedFloor: ms(800)},
+		{pairedAgent: msList(550, 1100, 1650), pairedFloor: msList(500, 1000, 1500)},
+		{pairedAgent: msList(880), pairedFloor: msList(800)},
 	}}
 	row := withinPairs(r, func(f *figures) ([]time.Duration, []time.Duration) { return f.pairedAgent, f.pairedFloor })
 	if want := "+100 (+50…+150); +10 % (+10…+10)"; row.diff != want {
@@ -148,4 +127,13 @@ func TestWithinPairsIsTheMedianOfEachPairsDifference(t *testing.T) {
 	if row.ledgerlet.ok || row.floor.ok {
 		t.Errorf("within-pair row has its own column only, got %v / %v", row.ledgerlet, row.floor)
 	}
+}
+
+// msList is durations of whole milliseconds.
+func msList(vs ...int) []time.Duration {
+	out := make([]time.Duration, len(vs))
+	for i, v := range vs {
+		out[i] = time.Duration(v) * time.Millisecond
+	}
+	return out
 }
