@@ -226,16 +226,24 @@ func measureAgent(ctx context.Context, obs *observer, o options, which string) (
 	if f.removedStopped, f.removedGone, err = removal(ctx, obs, a, append(single, bulk...)); err != nil {
 		return nil, fmt.Errorf("removal of 20: %w", err)
 	}
-	if which == "ledgerlet" && o.onePairs > 0 {
-		step("one pod, ledgerlet and the floor in turn")
-		if f.onePairedAgent, f.onePairedFloor, err = pairedOnePod(ctx, obs, o, a); err != nil {
+	if which == "ledgerlet" && (o.onePairs > 0 || o.pairs > 0) {
+		// One floor for both in-turn steps: each leaves no pod of its own behind.
+		fl, err := newFloor(o.setup)
+		if err != nil {
 			return nil, err
 		}
-	}
-	if which == "ledgerlet" && o.pairs > 0 {
-		step("10 at once, ledgerlet and the floor back to back")
-		if f.pairedAgent, f.pairedFloor, err = pairedBulk(ctx, obs, o, a); err != nil {
-			return nil, err
+		defer fl.Close()
+		if o.onePairs > 0 {
+			step("one pod, ledgerlet and the floor in turn")
+			if f.onePairedAgent, f.onePairedFloor, err = pairedOnePod(ctx, obs, o, a, fl); err != nil {
+				return nil, err
+			}
+		}
+		if o.pairs > 0 {
+			step("10 at once, ledgerlet and the floor back to back")
+			if f.pairedAgent, f.pairedFloor, err = pairedBulk(ctx, obs, o, a, fl); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if which == "ledgerlet" {

@@ -75,18 +75,23 @@ func drive(ctx context.Context, call func(context.Context) error) (context.Conte
 func onePodEach(ctx context.Context, obs *observer, d podDriver, pods []string) ([]time.Duration, error) {
 	var out []time.Duration
 	for _, p := range pods {
-		took, err := addAndWait(ctx, obs, d, []string{p}, 2*time.Minute)
+		took, err := onePod(ctx, obs, d, p)
 		if err != nil {
-			return nil, fmt.Errorf("one pod %s: %w", p, err)
-		}
-		out = append(out, took)
-		// Let the agent finish what follows a start (its relist, its bookkeeping) so the
-		// next sample starts from rest.
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
 			return nil, err
 		}
+		out = append(out, took)
 	}
 	return out, nil
+}
+
+// onePod starts one pod, measured alone, and then lets the agent finish what follows a start
+// (its relist, its bookkeeping) so the next sample starts from rest.
+func onePod(ctx context.Context, obs *observer, d podDriver, p string) (time.Duration, error) {
+	took, err := addAndWait(ctx, obs, d, []string{p}, 2*time.Minute)
+	if err != nil {
+		return 0, fmt.Errorf("one pod %s: %w", p, err)
+	}
+	return took, sleep(ctx, 500*time.Millisecond)
 }
 
 // removal removes the pods at once and returns the time until none of their containers runs
@@ -129,12 +134,7 @@ func removal(ctx context.Context, obs *observer, d podDriver, pods []string) (st
 // (no CRI object left) before the next. "10 at once" against a floor measured minutes apart,
 // with one sample a round, moved by ±25 % from run to run on this machine: more than the
 // difference it is meant to show.
-func pairedBulk(ctx context.Context, obs *observer, o options, a *agent) (agentRuns, floorRuns []time.Duration, err error) {
-	fl, err := newFloor(o.setup)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer fl.Close()
+func pairedBulk(ctx context.Context, obs *observer, o options, a *agent, fl *floor) (agentRuns, floorRuns []time.Duration, err error) {
 	batch := names("p", 10)
 	agentRuns, floorRuns, err = inTurn(o.pairs, a, fl, func(d podDriver, _ int) (time.Duration, error) {
 		took, err := addAndWait(ctx, obs, d, batch, 5*time.Minute)
@@ -157,22 +157,13 @@ func pairedBulk(ctx context.Context, obs *observer, o options, a *agent) (agentR
 // minutes after the agent's, and on this machine containerd's own time for one pod moves by
 // more than the 20 ms the two are compared on (the floor's median alone: 141–161 ms between
 // rounds of one run); in turn, a drift in the machine's load falls on both alike.
-func pairedOnePod(ctx context.Context, obs *observer, o options, a *agent) (agentRuns, floorRuns []time.Duration, err error) {
-	fl, err := newFloor(o.setup)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer fl.Close()
+func pairedOnePod(ctx context.Context, obs *observer, o options, a *agent, fl *floor) (agentRuns, floorRuns []time.Duration, err error) {
 	pods := names("q", o.onePairs)
 	agentRuns, floorRuns, err = inTurn(o.onePairs, a, fl, func(d podDriver, i int) (time.Duration, error) {
-		took, err := addAndWait(ctx, obs, d, pods[i:i+1], 2*time.Minute)
-		if err != nil {
-			return 0, err
-		}
-		return took, sleep(ctx, 500*time.Millisecond)
+		return onePod(ctx, obs, d, pods[i])
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("one pod, %w", err)
+		return nil, nil, fmt.Errorf("one pod in turn, %w", err)
 	}
 	for _, d := range []podDriver{a, fl} {
 		if _, _, err := removal(ctx, obs, d, pods); err != nil {
